@@ -1,0 +1,146 @@
+"""Trace a Keras 3 functional or Sequential model into an ordered list of nodes.
+
+This is the only module that touches Keras internals (``_nodes_by_depth``,
+``_functional``, ``Node.arguments``). Nested models are expanded in place, so
+the relevance pass sees one flat graph of layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import keras
+from keras.src.models.functional import Functional
+
+
+class ModelNotTraceableError(TypeError):
+    """The model's computation graph cannot be read (e.g. a subclassed model)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One call of one layer: ``outputs = layer(inputs)``.
+
+    ``inputs``/``outputs`` are ids of tensors in the traced graph; ``path`` names
+    the layer, prefixed with the names of the models it is nested in. The fields
+    after ``path`` are filled in by :mod:`keras_dtd.canonize`.
+    """
+
+    layer: keras.layers.Layer
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    path: str
+    input_shapes: tuple[tuple, ...] = ()
+    arguments: Any = dataclasses.field(repr=False, default=None)
+    kind: str | None = None
+    op: Any = None
+    activation: str = "linear"
+    nonnegative_inputs: tuple[bool, ...] = ()
+
+    def forward(self, inputs):
+        """Output tensors of this node for the given input tensors (inference mode)."""
+        if self.op is not None:
+            z = self.op.add_bias(self.op.apply(inputs, self.op.kernel()))
+            return [keras.ops.relu(z) if self.activation == "relu" else z]
+        if self.kind == "stripped":
+            return [inputs[0]]
+        tensor_dict = {id(t): x for t, x in zip(self.arguments.keras_tensors, inputs)}
+        args, kwargs = self.arguments.fill_in(tensor_dict)
+        if getattr(self.layer, "_call_has_training_arg", False):
+            kwargs["training"] = False
+        return list(keras.tree.flatten(self.layer(*args, **kwargs)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    """A traced model: ``nodes`` in execution order between ``inputs`` and ``outputs``."""
+
+    model: keras.Model
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    nodes: tuple[Node, ...]
+    input_shapes: tuple[tuple, ...]
+    input_dtypes: tuple[str, ...]
+    output_shapes: tuple[tuple, ...]
+    output_names: tuple[str, ...]
+
+
+def _function_of(model):
+    """The Keras ``Function`` holding ``model``'s graph, or a clear error."""
+    if isinstance(model, keras.Sequential):
+        if type(model).call is not keras.Sequential.call:
+            raise ModelNotTraceableError(
+                f"Model '{model.name}' subclasses keras.Sequential and overrides call(); "
+                "its graph cannot be traced. Build it as a plain Sequential or functional model."
+            )
+        functional = getattr(model, "_functional", None)
+        if functional is None:
+            raise ModelNotTraceableError(
+                f"Sequential model '{model.name}' is not built, so its graph is unknown. "
+                "Start it with keras.Input(shape=...) or call model.build(input_shape) first."
+            )
+        return functional
+    if isinstance(model, Functional) and type(model).call is Functional.call:
+        return model
+    raise ModelNotTraceableError(
+        f"Model '{model.name}' ({type(model).__name__}) is a subclassed keras.Model whose "
+        "computation graph cannot be traced. Wrap its layers in a functional model, e.g. "
+        "inputs = keras.Input(shape); outputs = ...layers...(inputs); keras.Model(inputs, outputs)."
+    )
+
+
+def trace(model: keras.Model) -> Graph:
+    """Flatten ``model`` (nested models included) into a :class:`Graph`."""
+    function = _function_of(model)
+    fresh_ids = itertools.count()
+    nodes: list[Node] = []
+    path_counts: dict[str, int] = {}
+
+    def expand(function, input_ids, prefix):
+        ids = {id(t): i for t, i in zip(function.inputs, input_ids)}
+        for depth in sorted(function._nodes_by_depth, reverse=True):
+            for keras_node in function._nodes_by_depth[depth]:
+                if keras_node.is_input:
+                    continue
+                layer = keras_node.operation
+                in_ids = tuple(ids[id(t)] for t in keras_node.input_tensors)
+                name = prefix + layer.name
+                if isinstance(layer, keras.Model):
+                    out_ids = expand(_function_of(layer), in_ids, name + "/")
+                else:
+                    out_ids = tuple(next(fresh_ids) for _ in keras_node.outputs)
+                    count = path_counts.get(name, 0)
+                    path_counts[name] = count + 1
+                    nodes.append(
+                        Node(
+                            layer=layer,
+                            inputs=in_ids,
+                            outputs=out_ids,
+                            path=name if count == 0 else f"{name}#{count}",
+                            input_shapes=tuple(tuple(t.shape) for t in keras_node.input_tensors),
+                            arguments=keras_node.arguments,
+                        )
+                    )
+                for t, i in zip(keras_node.outputs, out_ids):
+                    ids[id(t)] = i
+        return tuple(ids[id(t)] for t in function.outputs)
+
+    input_ids = tuple(next(fresh_ids) for _ in function.inputs)
+    output_ids = expand(function, input_ids, "")
+    return Graph(
+        model=model,
+        inputs=input_ids,
+        outputs=output_ids,
+        nodes=tuple(nodes),
+        input_shapes=tuple(tuple(t.shape) for t in function.inputs),
+        input_dtypes=tuple(str(t.dtype) for t in function.inputs),
+        output_shapes=tuple(tuple(t.shape) for t in function.outputs),
+        output_names=tuple(_producer_name(t) for t in function.outputs),
+    )
+
+
+def _producer_name(tensor) -> str:
+    history = getattr(tensor, "_keras_history", None)
+    return history.operation.name if history is not None else ""

@@ -1,0 +1,245 @@
+"""Relevance rules: how a layer hands the relevance of its outputs to its inputs.
+
+Notation: x layer input, w weights, z_j = Σ_i x_i w_ij, R_j relevance of output j.
+Proportional rules redistribute R_i = Σ_j q_ij / Σ_i' q_i'j · R_j and are computed
+with the gradient trick: R_in = Σ_t a_t ⊙ Jᵀ_t (R / z), z = Σ_t J_t a_t, where each
+term t pairs an input a_t (x, x⁺, the bound l, ...) with a weight variant
+(W, W⁺, W², ...) and J_t is the layer's linear map with that variant. A zero
+denominator gives zero relevance, never NaN.
+
+Every rule works on any layer with a linear map (Dense, Conv, average pooling,
+Add, BatchNormalization); for maps with fixed non-negative weights (pooling,
+sums) W⁺ = W, W⁻ = 0 and W² ∝ W within each window.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+class Rule:
+    """Base class. ``relevance`` returns one relevance tensor per node input."""
+
+    def relevance(self, node, inputs, relevance, bounds):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+class PassThrough(Rule):
+    """R_in = R_out, for elementwise layers (ReLU, Dropout, Rescaling, a stripped softmax)."""
+
+    def relevance(self, node, inputs, relevance, bounds):
+        (x,) = inputs
+        (r,) = relevance
+        if x.shape.rank is not None and r.shape.rank is not None and x.shape[1:] != r.shape[1:]:
+            raise ValueError(
+                f"PassThrough needs equal input and output shapes; layer '{node.path}' maps "
+                f"{x.shape} to {r.shape}. Use keras_dtd.rules.Route for layers that move values."
+            )
+        return [r]
+
+
+class Route(Rule):
+    """R_in = Jᵀ R_out with J the layer's 0/1 Jacobian: each input receives the relevance
+    of the outputs it is copied to (Flatten, Reshape, Permute, padding, cropping), and a
+    Concatenate splits relevance back onto its inputs."""
+
+    def relevance(self, node, inputs, relevance, bounds):
+        inputs = [tf.identity(x) for x in inputs]
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = node.forward(inputs)
+        grads = tape.gradient(outputs, inputs, output_gradients=list(relevance))
+        return [tf.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+
+
+class WinnerTakeAll(Route):
+    """Max pooling: the whole relevance R_j of a window goes to its maximal input
+    (R_i = Σ_j [i = argmax_window(j)] R_j)."""
+
+
+def _identity(w):
+    return w
+
+
+def _positive(w):
+    return tf.nn.relu(w)
+
+
+def _negative(w):
+    return tf.minimum(w, tf.zeros_like(w))
+
+
+def _square(w):
+    return tf.square(w)
+
+
+def _ones(w):
+    return tf.ones_like(w)
+
+
+def _split_signs(node, inputs):
+    """Terms x⁺·W⁺ + x⁻·W⁻, reduced to x·W⁺ when the inputs are known to be ≥ 0."""
+    if node.nonnegative_inputs and all(node.nonnegative_inputs):
+        return [(list(inputs), _positive)]
+    positive = [tf.nn.relu(x) for x in inputs]
+    negative = [tf.minimum(x, tf.zeros_like(x)) for x in inputs]
+    return [(positive, _positive), (negative, _negative)]
+
+
+class Proportional(Rule):
+    """Base of the rules R_i = Σ_j q_ij / Σ_i' q_i'j · R_j; subclasses list the terms of q."""
+
+    def terms(self, node, inputs, bounds):
+        raise NotImplementedError
+
+    def denominator(self, node, z):
+        return z
+
+    def relevance(self, node, inputs, relevance, bounds):
+        if node.op is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a layer with a linear map; layer '{node.path}' "
+                f"({type(node.layer).__name__}) has none. Use PassThrough, Route or WinnerTakeAll."
+            )
+        (r,) = relevance
+        return _proportional(node, self.terms(node, inputs, bounds), self.denominator, r, len(inputs))
+
+
+def _proportional(node, terms, denominator, r, n_inputs):
+    op = node.op
+    kernel = op.kernel()
+    pieces = []
+    for term_inputs, weights in terms:
+        if kernel is None and weights is _negative:
+            continue  # fixed non-negative weights: W⁻ = 0
+        copies = [tf.identity(a) for a in term_inputs]
+        pieces.append((copies, None if kernel is None else weights(kernel)))
+    sources = [a for copies, _ in pieces for a in copies]
+    with tf.GradientTape() as tape:
+        tape.watch(sources)
+        zs = [op.apply(copies, k) for copies, k in pieces]
+    s = tf.math.divide_no_nan(r, denominator(node, tf.add_n(zs)))
+    grads = tape.gradient(zs, sources, output_gradients=[s] * len(zs))
+    out = [None] * n_inputs
+    for k, (a, g) in enumerate(zip(sources, grads)):
+        if g is None:
+            continue
+        position = k % n_inputs
+        out[position] = a * g if out[position] is None else out[position] + a * g
+    return out
+
+
+class Z(Proportional):
+    """LRP-0: q_ij = x_i w_ij."""
+
+    def terms(self, node, inputs, bounds):
+        return [(list(inputs), _identity)]
+
+
+class Epsilon(Proportional):
+    """LRP-ε: q_ij = x_i w_ij, denominator z_j + b_j + ε·sign(z_j + b_j)."""
+
+    def __init__(self, epsilon=1e-7):
+        self.epsilon = epsilon
+
+    def terms(self, node, inputs, bounds):
+        return [(list(inputs), _identity)]
+
+    def denominator(self, node, z):
+        zb = node.op.add_bias(z)
+        return zb + self.epsilon * tf.where(zb >= 0, tf.ones_like(zb), -tf.ones_like(zb))
+
+
+class ZPlus(Proportional):
+    """DTD z⁺: q_ij = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (bias ignored); for ReLU inputs x_i w_ij⁺."""
+
+    def terms(self, node, inputs, bounds):
+        return _split_signs(node, inputs)
+
+
+class WSquare(Proportional):
+    """DTD w²: q_ij = w_ij² (first layer, unbounded input in ℝ^d)."""
+
+    def terms(self, node, inputs, bounds):
+        return [([tf.ones_like(x) for x in inputs], _square)]
+
+
+class Flat(Proportional):
+    """LRP-flat: q_ij = 1 for every connected input i."""
+
+    def terms(self, node, inputs, bounds):
+        return [([tf.ones_like(x) for x in inputs], _ones)]
+
+
+class Gamma(Proportional):
+    """LRP-γ: q_ij = x_i (w_ij + γ w_ij⁺)."""
+
+    def __init__(self, gamma=0.25):
+        self.gamma = gamma
+
+    def terms(self, node, inputs, bounds):
+        gamma = self.gamma
+        return [(list(inputs), lambda w: w + gamma * tf.nn.relu(w))]
+
+
+class ZBox(Proportional):
+    """DTD z^B: q_ij = x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻ for inputs bounded by l ≤ x ≤ h.
+
+    ``low``/``high`` (scalars or arrays broadcastable to one sample of the layer's
+    input) may be given here; by default they come from the analyzer's ``input_range``.
+    """
+
+    def __init__(self, low=None, high=None):
+        if (low is None) != (high is None):
+            raise ValueError("ZBox needs both low and high, or neither.")
+        self.low = low
+        self.high = high
+
+    def terms(self, node, inputs, bounds):
+        (x,) = inputs
+        if self.low is not None:
+            low = tf.broadcast_to(tf.cast(self.low, x.dtype), tf.shape(x))
+            high = tf.broadcast_to(tf.cast(self.high, x.dtype), tf.shape(x))
+        elif bounds and bounds[0] is not None:
+            low, high = bounds[0]
+        else:
+            raise ValueError(
+                f"The z^B rule on layer '{node.path}' needs input bounds: pass "
+                "input_range=(low, high) to the analyzer or use ZBox(low, high)."
+            )
+        return [([x], _identity), ([-low], _positive), ([-high], _negative)]
+
+
+class AlphaBeta(Rule):
+    """LRP-αβ: R_i = Σ_j (α q⁺_ij / Σ_i' q⁺_i'j − β q⁻_ij / Σ_i' q⁻_i'j) R_j with
+    q⁺ = x⁺w⁺ + x⁻w⁻ and q⁻ = x⁺w⁻ + x⁻w⁺ (α − β = 1 keeps it conservative)."""
+
+    def __init__(self, alpha=1.0, beta=0.0):
+        if abs(alpha - beta - 1.0) > 1e-12:
+            raise ValueError(f"AlphaBeta needs alpha - beta = 1, got alpha={alpha}, beta={beta}.")
+        self.alpha = alpha
+        self.beta = beta
+
+    def relevance(self, node, inputs, relevance, bounds):
+        (r,) = relevance
+        n = len(inputs)
+        positive = [tf.nn.relu(x) for x in inputs]
+        negative = [tf.minimum(x, tf.zeros_like(x)) for x in inputs]
+        activating = [(positive, _positive), (negative, _negative)]
+        inhibiting = [(positive, _negative), (negative, _positive)]
+        same = lambda node, z: z  # noqa: E731
+        result = _proportional(node, activating, same, self.alpha * r, n)
+        if self.beta:
+            against = _proportional(node, inhibiting, same, -self.beta * r, n)
+            result = [_add(a, b) for a, b in zip(result, against)]
+        return result
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    return a if b is None else a + b
