@@ -267,7 +267,7 @@ class Analyzer:
             shown = ", ".join(map(str, bad[:10])) + (", ..." if bad.size > 10 else "")
             warnings.warn(
                 f"{bad.size} of {selected.size} samples have a selected output <= 0 (samples {shown}); "
-                "Deep Taylor explains max(f, 0), so their relevance maps are zero.",
+                "relevance explains max(f, 0), so their relevance maps are zero.",
                 ZeroRelevanceWarning,
                 stacklevel=3,
             )

@@ -167,9 +167,20 @@ class KernelOp(LinearOp):
         (x,) = inputs
         if isinstance(self.layer, keras.layers.Dense):
             return tf.tensordot(x, kernel, axes=[[-1], [0]]) if x.shape.rank > 2 else tf.matmul(x, kernel)
-        if self.layer.padding == "causal":
-            x = tf.pad(x, self.layer._compute_causal_padding())
-        return self.layer.convolution_op(x, kernel)
+        layer = self.layer
+        padding = layer.padding
+        if padding == "causal":  # Conv1D: pad on the left, then a valid convolution
+            left = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
+            x = tf.pad(x, [[0, 0], [0, 0], [left, 0]] if self.channels_first else [[0, 0], [left, 0], [0, 0]])
+            padding = "valid"
+        return keras.ops.conv(
+            x,
+            kernel,
+            strides=list(layer.strides),
+            padding=padding,
+            dilation_rate=layer.dilation_rate,
+            data_format=layer.data_format,
+        )
 
 
 class BatchNormOp(LinearOp):

@@ -1,0 +1,177 @@
+"""Each rule against a float64 numpy replica of its formula, on single layers."""
+
+import keras
+import numpy as np
+import pytest
+from replica import layer_matrix, rule_relevance
+
+from keras_dtd import Analyzer, rules
+from keras_dtd.presets import lrp
+
+F64 = "float64"
+F32 = "float32"
+
+KERNEL_LAYERS = {
+    "dense": ((7,), lambda: keras.layers.Dense(5, dtype=F64)),
+    "conv1d_strided_same": ((9, 2), lambda: keras.layers.Conv1D(3, 3, strides=2, padding="same", dtype=F64)),
+    "conv1d_causal_dilated": ((8, 2), lambda: keras.layers.Conv1D(2, 2, padding="causal", dilation_rate=2, dtype=F64)),
+    "conv2d_strided_valid": ((6, 5, 2), lambda: keras.layers.Conv2D(3, (3, 2), strides=(2, 1), dtype=F64)),
+    "conv2d_same_dilated": ((6, 6, 1), lambda: keras.layers.Conv2D(2, 3, padding="same", dilation_rate=2, dtype=F64)),
+    "conv3d_same": ((4, 3, 3, 2), lambda: keras.layers.Conv3D(2, 2, padding="same", dtype=F64)),
+}
+
+LOW, HIGH = -1.5, 2.0
+
+RULES = {
+    "z": (rules.Z(), {}),
+    "zplus": (rules.ZPlus(), {}),
+    "wsquare": (rules.WSquare(), {}),
+    "flat": (rules.Flat(), {}),
+    "gamma": (rules.Gamma(0.5), {"gamma": 0.5}),
+    "epsilon": (rules.Epsilon(0.1), {"epsilon": 0.1}),
+    "alphabeta": (rules.AlphaBeta(2.0, 1.0), {"alpha": 2.0, "beta": 1.0}),
+    "zbox": (rules.ZBox(LOW, HIGH), {}),
+}
+
+
+def _single_layer_model(shape, layer):
+    inp = keras.Input(shape, dtype=F64)
+    return keras.Model(inp, keras.layers.Flatten(dtype=F64)(layer(inp)))
+
+
+def _random_bias(layer):
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel, np.random.uniform(-0.5, 0.5, bias.shape)])
+
+
+@pytest.mark.parametrize("layer_name", list(KERNEL_LAYERS))
+@pytest.mark.parametrize("rule_name", list(RULES))
+def test_kernel_rule_matches_numpy(layer_name, rule_name):
+    shape, make = KERNEL_LAYERS[layer_name]
+    layer = make()
+    model = _single_layer_model(shape, layer)
+    _random_bias(layer)
+    rule, params = RULES[rule_name]
+    x = np.random.uniform(LOW, HIGH, (3,) + shape)
+
+    analyzer = Analyzer(model, lrp(rule))
+    relevance = analyzer.analyze(x, neuron_selection="all")
+
+    m, b = layer_matrix(lambda a: model.predict_on_batch(a), shape)
+    for xs, rs in zip(x, relevance):
+        r_out = np.maximum(model.predict_on_batch(xs[None])[0], 0)
+        d = xs.size
+        expected = rule_relevance(
+            rule_name, xs.ravel(), m, r_out, bias=b, low=np.full(d, LOW), high=np.full(d, HIGH), **params
+        )
+        np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_zbox_per_feature_bounds_from_input_range():
+    shape = (5, 4, 2)
+    layer = keras.layers.Conv2D(3, 2, strides=2, padding="same", dtype=F64)
+    model = _single_layer_model(shape, layer)
+    low = np.random.uniform(-1, 0, shape)
+    high = np.random.uniform(0.5, 2, shape[1:])  # broadcast over the first axis
+    x = np.random.uniform(low, high, (2,) + shape)
+    analyzer = Analyzer(model, lrp(rules.ZBox()), input_range=(low, high))
+    relevance = analyzer.analyze(x, neuron_selection="all")
+    m, _ = layer_matrix(lambda a: model.predict_on_batch(a), shape)
+    hi = np.broadcast_to(high, shape).ravel()
+    for xs, rs in zip(x, relevance):
+        r_out = np.maximum(model.predict_on_batch(xs[None])[0], 0)
+        expected = rule_relevance("zbox", xs.ravel(), m, r_out, low=low.ravel(), high=hi)
+        np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-5, atol=1e-8)
+        assert rs.min() >= -1e-12  # z^B is positive for low <= x <= high
+
+
+def test_zplus_on_relu_inputs_uses_only_positive_weights():
+    inp = keras.Input((6,), dtype=F64)
+    dense = keras.layers.Dense(4, dtype=F64)
+    model = keras.Model(inp, dense(keras.layers.ReLU(dtype=F64)(inp)))
+    x = np.random.normal(size=(4, 6))
+    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection="all")
+    w = dense.get_weights()[0]
+    for xs, rs in zip(x, relevance):
+        r_out = np.maximum(model.predict_on_batch(xs[None])[0], 0)
+        expected = rule_relevance("z", np.maximum(xs, 0), np.maximum(w, 0), r_out)
+        np.testing.assert_allclose(rs, expected, rtol=1e-5, atol=1e-10)
+
+
+POOL_LAYERS = {
+    "avg2d": ((6, 6, 2), lambda: keras.layers.AveragePooling2D(2, dtype=F64)),
+    "avg2d_same_overlap": ((5, 5, 1), lambda: keras.layers.AveragePooling2D(3, strides=2, padding="same", dtype=F64)),
+    "avg1d": ((7, 2), lambda: keras.layers.AveragePooling1D(2, dtype=F64)),
+    "avg3d": ((4, 4, 2, 1), lambda: keras.layers.AveragePooling3D(2, dtype=F32)),  # no float64 kernel on CPU
+    "global_avg2d": ((3, 4, 2), lambda: keras.layers.GlobalAveragePooling2D(dtype=F64)),
+}
+
+MAX_LAYERS = {
+    "max2d": ((6, 6, 2), lambda: keras.layers.MaxPooling2D(2, dtype=F64), lambda: keras.layers.AveragePooling2D(2, dtype=F64)),
+    "max2d_same_overlap": (
+        (5, 5, 1),
+        lambda: keras.layers.MaxPooling2D(3, strides=2, padding="same", dtype=F64),
+        lambda: keras.layers.AveragePooling2D(3, strides=2, padding="same", dtype=F64),
+    ),
+    "max1d": ((7, 2), lambda: keras.layers.MaxPooling1D(2, dtype=F64), lambda: keras.layers.AveragePooling1D(2, dtype=F64)),
+    "max3d": ((4, 4, 2, 1), lambda: keras.layers.MaxPooling3D(2, dtype=F32), lambda: keras.layers.AveragePooling3D(2, dtype=F32)),
+    "global_max1d": ((5, 3), lambda: keras.layers.GlobalMaxPooling1D(dtype=F64), lambda: keras.layers.GlobalAveragePooling1D(dtype=F64)),
+}
+
+
+def _pool_model(shape, layer):
+    dtype = layer.dtype_policy.variable_dtype
+    inp = keras.Input(shape, dtype=dtype)
+    return keras.Model(inp, keras.layers.Flatten(dtype=dtype)(layer(inp)))
+
+
+@pytest.mark.parametrize("name", list(POOL_LAYERS))
+def test_average_pooling_is_proportional_to_positive_inputs(name):
+    shape, make = POOL_LAYERS[name]
+    model = _pool_model(shape, make())
+    x = np.random.normal(size=(3,) + shape)
+    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection="all")
+    m, _ = layer_matrix(lambda a: model.predict_on_batch(a), shape)
+    for xs, rs in zip(x, relevance):
+        r_out = np.maximum(model.predict_on_batch(xs[None])[0], 0)
+        expected = rule_relevance("zplus", xs.ravel(), m, r_out)
+        np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", list(MAX_LAYERS))
+def test_max_pooling_is_winner_take_all(name):
+    shape, make, make_windows = MAX_LAYERS[name]
+    model = _pool_model(shape, make())
+    windows, _ = layer_matrix(lambda a: _pool_model(shape, make_windows())(a).numpy(), shape)
+    x = np.random.normal(size=(3,) + shape)
+    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection="all")
+    for xs, rs in zip(x, relevance):
+        r_out = np.maximum(model.predict_on_batch(xs[None])[0], 0)
+        expected = np.zeros(xs.size)
+        for j in range(windows.shape[1]):
+            members = np.flatnonzero(windows[:, j])
+            expected[members[np.argmax(xs.ravel()[members])]] += r_out[j]
+        np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-5, atol=1e-10)
+
+
+def test_add_is_proportional_to_positive_summands_and_concatenate_splits():
+    a, b = keras.Input((4,), dtype=F64), keras.Input((4,), dtype=F64)
+    added = keras.layers.Add(dtype=F64)([a, b])
+    model = keras.Model([a, b], keras.layers.Concatenate(dtype=F64)([added, b]))
+    xa, xb = np.random.normal(size=(5, 4)), np.random.normal(size=(5, 4))
+    ra, rb = Analyzer(model, lrp(rules.ZPlus())).analyze([xa, xb], neuron_selection="all")
+    r_sum = np.maximum(xa + xb, 0)
+    total = np.maximum(xa, 0) + np.maximum(xb, 0)
+    share = np.divide(r_sum, total, out=np.zeros_like(total), where=total != 0)
+    np.testing.assert_allclose(ra, np.maximum(xa, 0) * share, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(rb, np.maximum(xb, 0) * share + np.maximum(xb, 0), rtol=1e-5, atol=1e-12)
+
+
+def test_zero_denominator_gives_zero_not_nan():
+    inp = keras.Input((3,), dtype=F64)
+    dense = keras.layers.Dense(2, dtype=F64)
+    model = keras.Model(inp, dense(inp))
+    dense.set_weights([-np.abs(np.random.normal(size=(3, 2))), np.array([5.0, 5.0])])
+    x = np.abs(np.random.normal(size=(2, 3)))  # x >= 0, w <= 0: z⁺ = 0 while f = 5 + ... > 0
+    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection=0)
+    assert np.all(np.isfinite(relevance)) and np.all(relevance == 0)
