@@ -116,8 +116,8 @@ class Analyzer:
         values = dict(zip(graph.inputs, inputs))
         bounds = {}
         if self._input_range is not None:
-            for i, x, (low, high) in zip(graph.inputs, inputs, self._input_range):
-                bounds[i] = tuple(tf.broadcast_to(tf.cast(b, x.dtype), tf.shape(x)) for b in (low, high))
+            for i, (low, high) in zip(graph.inputs, self._input_range):
+                bounds[i] = (tf.constant(low), tf.constant(high))  # one sample; broadcast by the rule
         for node in graph.nodes:
             values.update(zip(node.outputs, node.forward([values[i] for i in node.inputs])))
             if bounds and node.kind != "kernel" and all(i in bounds for i in node.inputs):
@@ -198,8 +198,7 @@ class Analyzer:
             low, high = np.asarray(low, dtype=dtype), np.asarray(high, dtype=dtype)
             sample = tuple(1 if d is None else d for d in shape[1:])
             try:
-                low = np.broadcast_to(low, np.broadcast_shapes(low.shape, sample))[None]
-                high = np.broadcast_to(high, np.broadcast_shapes(high.shape, sample))[None]
+                low, high = (np.broadcast_to(b, sample)[None] for b in (low, high))
             except ValueError:
                 raise ValueError(
                     f"input_range bounds of shapes {np.shape(pair[0])}, {np.shape(pair[1])} do not "

@@ -108,10 +108,15 @@ class LinearOp:
     ``kernel()`` returns W, or None for maps with fixed non-negative weights
     (pooling, sums); ``apply(inputs, kernel)`` evaluates the map with any kernel
     of W's shape (W⁺, W², ...), which rules use with the gradient trick;
-    ``add_bias(z)`` returns z + b.
+    ``add_bias(z)`` returns z + b. ``stack_axes()`` names the input and kernel axes
+    along which several (input, kernel) pairs can be concatenated into one call:
+    Σ_t apply(a_t, W_t) = apply([a_1 | a_2 | ...], [W_1; W_2; ...]), or None.
     """
 
     def kernel(self):
+        return None
+
+    def stack_axes(self):
         return None
 
     def add_bias(self, z):
@@ -143,6 +148,11 @@ class KernelOp(LinearOp):
 
     def _dtype(self):
         return self.layer.kernel.dtype
+
+    def stack_axes(self):
+        if getattr(self.layer, "groups", 1) != 1:
+            return None
+        return (1 if self.channels_first else -1), -2 if self.layer.kernel.ndim > 2 else 0
 
     def kernel(self):
         kernel = tf.convert_to_tensor(self.layer.kernel)

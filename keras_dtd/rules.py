@@ -118,6 +118,9 @@ def _proportional(node, terms, denominator, r, n_inputs):
             continue  # fixed non-negative weights: W⁻ = 0
         copies = [tf.identity(a) for a in term_inputs]
         pieces.append((copies, None if kernel is None else weights(kernel)))
+    axes = op.stack_axes()
+    if len(pieces) > 1 and axes is not None:
+        return [_stacked(node, pieces, denominator, r, axes)]
     sources = [a for copies, _ in pieces for a in copies]
     with tf.GradientTape() as tape:
         tape.watch(sources)
@@ -131,6 +134,18 @@ def _proportional(node, terms, denominator, r, n_inputs):
         position = k % n_inputs
         out[position] = a * g if out[position] is None else out[position] + a * g
     return out
+
+
+def _stacked(node, pieces, denominator, r, axes):
+    """The terms of a one-input kernel layer as one call on concatenated inputs and kernels."""
+    input_axis, kernel_axis = axes
+    a = tf.concat([copies[0] for copies, _ in pieces], axis=input_axis)
+    kernel = tf.concat([k for _, k in pieces], axis=kernel_axis)
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        z = node.op.apply([a], kernel)
+    s = tf.math.divide_no_nan(r, denominator(node, z))
+    return tf.add_n(tf.split(a * tape.gradient(z, a, output_gradients=s), len(pieces), axis=input_axis))
 
 
 class Z(Proportional):
@@ -202,8 +217,7 @@ class ZBox(Proportional):
     def terms(self, node, inputs, bounds):
         (x,) = inputs
         if self.low is not None:
-            low = tf.broadcast_to(tf.cast(self.low, x.dtype), tf.shape(x))
-            high = tf.broadcast_to(tf.cast(self.high, x.dtype), tf.shape(x))
+            low, high = tf.cast(self.low, x.dtype), tf.cast(self.high, x.dtype)
         elif bounds and bounds[0] is not None:
             low, high = bounds[0]
         else:
@@ -211,7 +225,16 @@ class ZBox(Proportional):
                 f"The z^B rule on layer '{node.path}' needs input bounds: pass "
                 "input_range=(low, high) to the analyzer or use ZBox(low, high)."
             )
-        return [([x], _identity), ([-low], _positive), ([-high], _negative)]
+        terms = [([x], _identity)]
+        for bound, weights in ((low, _positive), (high, _negative)):
+            if not _is_zero(bound):  # a zero bound adds nothing to q (e.g. low = 0 for pixels)
+                terms.append(([-tf.broadcast_to(bound, tf.shape(x))], weights))
+        return terms
+
+
+def _is_zero(t):
+    value = tf.get_static_value(t)
+    return value is not None and not value.any()
 
 
 class AlphaBeta(Rule):
