@@ -36,6 +36,8 @@ class Analyzer:
         which was faster for these passes on CPU).
     """
 
+    _explains_positive_part = True
+
     def __init__(
         self,
         model,
@@ -53,7 +55,7 @@ class Analyzer:
         self.preset = preset
         self.batch_size = batch_size
         self._graph = canonize(trace(model))
-        self.rules = presets.assign(self._graph, preset, layer_rules)
+        self.rules = presets.assign(self._graph, preset, layer_rules) if preset is not None else ()
         self._output_id, self._n_outputs = self._choose_output(output)
         self._input_range = self._check_input_range(input_range)
         if jit_compile == "auto":
@@ -84,12 +86,14 @@ class Analyzer:
             result = function(batch, _pad(indices[start:stop], pad, -1))
             parts.append(tf.nest.map_structure(lambda t, m=stop - start: t.numpy()[:m], result))
         relevance, selected, layers = tf.nest.map_structure(lambda *ts: np.concatenate(ts), *parts)
-        self._warn_non_positive(selected)
+        if self._explains_positive_part:
+            self._warn_non_positive(selected)
         relevance = relevance[0] if len(relevance) == 1 else list(relevance)
         return (relevance, layers) if return_layers else relevance
 
     def __repr__(self):
-        return f"{type(self).__name__}(model='{self.model.name}', preset='{self.preset.name}')"
+        preset = self.preset.name if self.preset is not None else None
+        return f"{type(self).__name__}(model='{self.model.name}', preset={preset!r})"
 
     # --------------------------------------------------------- compiled pass
     def _function(self, all_outputs, keep_layers):
@@ -127,18 +131,8 @@ class Analyzer:
                     bounds[o] = (tf.minimum(lo, hi), tf.maximum(lo, hi))
 
         f = values[self._output_id]
-        scores = tf.reshape(f, (tf.shape(f)[0], -1))
-        if all_outputs:
-            top = tf.nn.relu(scores)
-            selected = tf.reduce_max(scores, axis=-1)
-        else:
-            best = tf.argmax(scores, axis=-1, output_type=tf.int32)
-            chosen = tf.where(indices < 0, best, indices)
-            mask = tf.one_hot(chosen, self._n_outputs, dtype=scores.dtype)
-            top = mask * tf.nn.relu(scores)
-            selected = tf.reduce_sum(mask * scores, axis=-1)
-
-        relevance = {self._output_id: tf.reshape(top, tf.shape(f))}
+        mask, selected = self._select(f, indices, all_outputs)
+        relevance = {self._output_id: mask * tf.nn.relu(f)}
         for node, rule in zip(reversed(graph.nodes), reversed(self.rules)):
             if not any(o in relevance for o in node.outputs):
                 continue
@@ -157,6 +151,15 @@ class Analyzer:
                 o = node.outputs[0]
                 layers[node.path] = relevance[o] if o in relevance else tf.zeros_like(values[o])
         return result, selected, layers
+
+    def _select(self, f, indices, all_outputs):
+        """(mask of the explained outputs, shaped like f; the selected score per sample)."""
+        scores = tf.reshape(f, (tf.shape(f)[0], -1))
+        if all_outputs:
+            return tf.ones_like(f), tf.reduce_max(scores, axis=-1)
+        best = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        mask = tf.one_hot(tf.where(indices < 0, best, indices), self._n_outputs, dtype=scores.dtype)
+        return tf.reshape(mask, tf.shape(f)), tf.reduce_sum(mask * scores, axis=-1)
 
     # ---------------------------------------------------------------- checks
     def _choose_output(self, output):
@@ -296,3 +299,35 @@ class LRP(Analyzer):
 
     def __init__(self, model, rule: R.Rule = R.Epsilon(), first_rule: R.Rule | None = None, **kwargs):
         super().__init__(model, presets.lrp(rule, first_rule), **kwargs)
+
+
+class Gradient(Analyzer):
+    """Sensitivity analysis: R_i = ∂f/∂x_i of the selected output (a final softmax is
+    stripped), or (∂f/∂x_i)² with ``postprocess="square"`` as in the DTD paper, or
+    its absolute value with ``postprocess="abs"``. Not conservative: a baseline."""
+
+    _explains_positive_part = False
+
+    def __init__(self, model, postprocess=None, **kwargs):
+        if postprocess not in (None, "abs", "square"):
+            raise ValueError(f"postprocess must be None, 'abs' or 'square', got {postprocess!r}.")
+        super().__init__(model, None, **kwargs)
+        self.postprocess = postprocess
+
+    def _relevance(self, inputs, indices, all_outputs, keep_layers):
+        self.trace_count += 1
+        graph = self._graph
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            values = dict(zip(graph.inputs, inputs))
+            for node in graph.nodes:
+                values.update(zip(node.outputs, node.forward([values[i] for i in node.inputs])))
+            f = values[self._output_id]
+            mask, selected = self._select(f, indices, all_outputs)
+            target = tf.reduce_sum(mask * f)
+        grads = tape.gradient(target, inputs)
+        if self.postprocess == "abs":
+            grads = [tf.abs(g) for g in grads]
+        elif self.postprocess == "square":
+            grads = [tf.square(g) for g in grads]
+        return grads, selected, {}

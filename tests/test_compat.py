@@ -1,0 +1,62 @@
+"""iNNvestigate-style names and the gradient baseline."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_dtd import DTD, LRP, Gradient, create_analyzer, rules
+from keras_dtd.compat import ANALYZERS
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(7)
+    return keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 3, activation="relu"),
+                             keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(1).uniform(0, 1, (5, 6, 6, 1)).astype("float32")
+
+
+def test_names_build_the_matching_analyzers(model, x):
+    np.testing.assert_allclose(
+        create_analyzer("deep_taylor.bounded", model, low=0, high=1).analyze(x),
+        DTD(model, input_range=(0, 1)).analyze(x), rtol=1e-6)
+    np.testing.assert_allclose(
+        create_analyzer("lrp.epsilon", model, neuron_selection_mode="index", epsilon=0.5).analyze(x, 2),
+        LRP(model, rules.Epsilon(0.5)).analyze(x, neuron_selection=2), rtol=1e-6)
+    np.testing.assert_allclose(
+        create_analyzer("lrp.alpha_2_beta_1", model, neuron_selection_mode="all").analyze(x),
+        LRP(model, rules.AlphaBeta(2, 1)).analyze(x, neuron_selection="all"), rtol=1e-6)
+    for name in ANALYZERS:
+        kwargs = {"low": 0, "high": 1} if name == "deep_taylor.bounded" else {}
+        assert create_analyzer(name, model, **kwargs).analyze(x).shape == x.shape
+
+
+def test_compat_errors(model):
+    with pytest.raises(ValueError, match="Unknown analyzer 'lrp.nope'"):
+        create_analyzer("lrp.nope", model)
+    with pytest.raises(ValueError, match="needs analyze"):
+        create_analyzer("deep_taylor", model, neuron_selection_mode="index").analyze(np.zeros((1, 6, 6, 1)))
+
+
+@pytest.mark.parametrize("postprocess", [None, "abs", "square"])
+def test_gradient_matches_a_tape_on_the_logits(model, x, postprocess):
+    dense = model.layers[-1]
+    with tf.GradientTape() as tape:
+        xt = tf.constant(x)
+        tape.watch(xt)
+        hidden = model.layers[-2].output
+        features = keras.Model(model.inputs, hidden)(xt)
+        scores = tf.matmul(features, dense.kernel) + dense.bias
+        target = tf.reduce_sum(scores[:, 1])
+    expected = tape.gradient(target, xt).numpy()
+    if postprocess == "abs":
+        expected = np.abs(expected)
+    elif postprocess == "square":
+        expected = expected**2
+    got = Gradient(model, postprocess=postprocess).analyze(x, neuron_selection=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
