@@ -22,7 +22,7 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
     )
 
 from keras_dtd import rules  # noqa: E402
-from keras_dtd.analyzer import DTD, LRP, Analyzer, Gradient, ZeroRelevanceWarning  # noqa: E402
+from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, Gradient, ZeroRelevanceWarning  # noqa: E402
 from keras_dtd.compat import create_analyzer  # noqa: E402
 from keras_dtd.graph import ModelNotTraceableError  # noqa: E402
 from keras_dtd.presets import UnsupportedLayerError, register_rule, unregister_rule  # noqa: E402
@@ -33,6 +33,7 @@ __all__ = [
     "DTD",
     "LRP",
     "Analyzer",
+    "Explanation",
     "Gradient",
     "create_analyzer",
     "ModelNotTraceableError",

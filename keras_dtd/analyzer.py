@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +17,22 @@ from keras_dtd.graph import trace
 
 class ZeroRelevanceWarning(UserWarning):
     """Some selected outputs are ≤ 0, so their relevance maps are zero by definition."""
+
+
+class Explanation(NamedTuple):
+    """What :meth:`Analyzer.explain` returns, one row per sample.
+
+    relevance: map(s) with the shape of the input(s);
+    score: the selected output f (for "all": the largest output);
+    target: what a conservative map sums to: Σ max(f, 0) over the selected outputs
+      (for :class:`Gradient`: Σ f);
+    layers: ``{layer path: relevance at its output}`` when asked for, else None.
+    """
+
+    relevance: Any
+    score: np.ndarray
+    target: np.ndarray
+    layers: dict | None
 
 
 class Analyzer:
@@ -73,6 +90,13 @@ class Analyzer:
         sums to its selected output f (to max(f, 0)). With ``return_layers=True``
         also returns ``{layer path: relevance of the layer's output}``.
         """
+        explanation = self.explain(x, neuron_selection, return_layers)
+        if return_layers:
+            return explanation.relevance, explanation.layers
+        return explanation.relevance
+
+    def explain(self, x, neuron_selection="max_activation", return_layers=False) -> Explanation:
+        """Like :meth:`analyze`, but also returns the explained outputs (see :class:`Explanation`)."""
         inputs = self._check_inputs(x)
         n = inputs[0].shape[0]
         indices, all_outputs = self._check_selection(neuron_selection, n)
@@ -85,11 +109,11 @@ class Analyzer:
             batch = [_pad(a[start:stop], pad, 0) for a in inputs]
             result = function(batch, _pad(indices[start:stop], pad, -1))
             parts.append(tf.nest.map_structure(lambda t, m=stop - start: t.numpy()[:m], result))
-        relevance, selected, layers = tf.nest.map_structure(lambda *ts: np.concatenate(ts), *parts)
+        relevance, score, target, layers = tf.nest.map_structure(lambda *ts: np.concatenate(ts), *parts)
         if self._explains_positive_part:
-            self._warn_non_positive(selected)
+            self._warn_non_positive(score)
         relevance = relevance[0] if len(relevance) == 1 else list(relevance)
-        return (relevance, layers) if return_layers else relevance
+        return Explanation(relevance, score, target, layers if return_layers else None)
 
     def __repr__(self):
         preset = self.preset.name if self.preset is not None else None
@@ -131,8 +155,9 @@ class Analyzer:
                     bounds[o] = (tf.minimum(lo, hi), tf.maximum(lo, hi))
 
         f = values[self._output_id]
-        mask, selected = self._select(f, indices, all_outputs)
-        relevance = {self._output_id: mask * tf.nn.relu(f)}
+        mask, score = self._select(f, indices, all_outputs)
+        top = mask * tf.nn.relu(f)
+        relevance = {self._output_id: top}
         for node, rule in zip(reversed(graph.nodes), reversed(self.rules)):
             if not any(o in relevance for o in node.outputs):
                 continue
@@ -150,7 +175,7 @@ class Analyzer:
             for node in graph.nodes:
                 o = node.outputs[0]
                 layers[node.path] = relevance[o] if o in relevance else tf.zeros_like(values[o])
-        return result, selected, layers
+        return result, score, _per_sample_sum(top), layers
 
     def _select(self, f, indices, all_outputs):
         """(mask of the explained outputs, shaped like f; the selected score per sample)."""
@@ -275,6 +300,10 @@ class Analyzer:
             )
 
 
+def _per_sample_sum(t):
+    return tf.reduce_sum(tf.reshape(t, (tf.shape(t)[0], -1)), axis=-1)
+
+
 def _pad(a, pad, value):
     if not pad:
         return a
@@ -323,11 +352,11 @@ class Gradient(Analyzer):
             for node in graph.nodes:
                 values.update(zip(node.outputs, node.forward([values[i] for i in node.inputs])))
             f = values[self._output_id]
-            mask, selected = self._select(f, indices, all_outputs)
-            target = tf.reduce_sum(mask * f)
-        grads = tape.gradient(target, inputs)
+            mask, score = self._select(f, indices, all_outputs)
+            selected = mask * f
+        grads = tape.gradient(selected, inputs)
         if self.postprocess == "abs":
             grads = [tf.abs(g) for g in grads]
         elif self.postprocess == "square":
             grads = [tf.square(g) for g in grads]
-        return grads, selected, {}
+        return grads, score, _per_sample_sum(selected), {}

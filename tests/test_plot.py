@@ -1,0 +1,68 @@
+"""Figures render headless, keep the sign of relevance in their colours, and show zero as neutral."""
+
+import io
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from keras_dtd import plot
+
+
+def _pixels(fig):
+    return matplotlib.image.imread(io.BytesIO(plot.to_png(fig)))[..., :3]
+
+
+def _centre(pixels):
+    h, w, _ = pixels.shape
+    return pixels[h // 2 - 2 : h // 2 + 2, w // 2 - 2 : w // 2 + 2].reshape(-1, 3).mean(axis=0)
+
+
+@pytest.mark.parametrize("value, colour", [(1.0, (1, 0, 0)), (-1.0, (0, 0, 1))])
+def test_heatmap_colours_follow_the_sign(value, colour):
+    r = np.zeros((9, 9))
+    r[3:6, 3:6] = value
+    r[0, 0] = -value  # keeps the scale symmetric either way
+    rgb = _centre(_pixels(plot.heatmap(r, colorbar=False, size=2)))
+    np.testing.assert_allclose(rgb, colour, atol=0.1)
+
+
+def test_all_zero_map_is_neutral():
+    pixels = _pixels(plot.heatmap(np.zeros((8, 8, 3)), colorbar=False))
+    np.testing.assert_allclose(_centre(pixels), (1, 1, 1), atol=0.02)  # white in bwr
+    pixels = _pixels(plot.heatmap(np.zeros((8, 8)), cmap="coldnhot", colorbar=False))
+    np.testing.assert_allclose(_centre(pixels), (0, 0, 0), atol=0.02)  # black in coldnhot
+
+
+def test_coldnhot_is_hot_for_positive_and_cold_for_negative():
+    assert plot.COLDNHOT(1.0)[:3] == (1.0, 1.0, 0.0)
+    assert plot.COLDNHOT(0.0)[:3] == (0.0, 1.0, 1.0)
+
+
+def test_overlay_grid_and_bars_save_pngs(tmp_path):
+    r = np.random.default_rng(0).normal(size=(4, 8, 8, 1))
+    x = np.random.default_rng(1).uniform(size=(4, 8, 8, 1))
+    plot.overlay(r[0], x[0], save=tmp_path / "overlay.png")
+    fig = plot.grid(r, x=x, titles=[f"#{k}" for k in range(4)], ncols=2, save=tmp_path / "grid.png")
+    plot.feature_bars([0.5, -0.25, 0.25], ["age", "fare", "sex"], save=tmp_path / "bars.png")
+    for name in ("overlay", "grid", "bars"):
+        image = matplotlib.image.imread(tmp_path / f"{name}.png")
+        assert image.shape[0] > 50 and image.shape[1] > 50
+    w, h = fig.get_size_inches() * fig.dpi
+    assert matplotlib.image.imread(tmp_path / "grid.png").shape[:2] == (round(h), round(w))
+
+
+def test_overlay_is_transparent_where_relevance_is_zero():
+    x = np.full((8, 8), 0.5)
+    x[0, 0], x[0, 1] = 0.0, 1.0  # grayscale range 0..1
+    r = np.zeros((8, 8))
+    r[0, 7] = 1.0
+    pixels = _pixels(plot.overlay(r, x, size=2))
+    np.testing.assert_allclose(_centre(pixels), (0.5, 0.5, 0.5), atol=0.05)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="shape"):
+        plot.heatmap(np.zeros((2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="names"):
+        plot.feature_bars([1, 2], ["a"])
