@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras_dtd import presets
 from keras_dtd import rules as R
 from keras_dtd.canonize import canonize
+from keras_dtd.export import export as export_saved_model
 from keras_dtd.graph import trace
 
 
@@ -114,6 +115,10 @@ class Analyzer:
             self._warn_non_positive(score)
         relevance = relevance[0] if len(relevance) == 1 else list(relevance)
         return Explanation(relevance, score, target, layers if return_layers else None)
+
+    def export(self, export_dir, version: int = 1, overwrite: bool = False) -> str:
+        """Write a TensorFlow Serving SavedModel (see :func:`keras_dtd.export.export`)."""
+        return export_saved_model(self, export_dir, version=version, overwrite=overwrite)
 
     def __repr__(self):
         preset = self.preset.name if self.preset is not None else None

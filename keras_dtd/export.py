@@ -1,0 +1,106 @@
+"""Export an analyzer as a TensorFlow Serving SavedModel: ``export_dir/<version>/``.
+
+Signatures (input names, shapes and dtypes follow the Keras model's inputs; batch free):
+  ``serving_default``: inputs → ``predictions`` (the model's output), ``class_index``
+    (its top class) and ``relevance`` (the map for that class);
+  ``explain``: inputs + ``class_index`` (int32, one per sample) → ``relevance``.
+For a multi-input model the maps are ``relevance_<input name>``. The SavedModel holds
+only TensorFlow ops and the model's variables: loading it needs neither keras_dtd
+nor Keras.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import tensorflow as tf
+
+
+def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> str:
+    """Write ``analyzer`` to ``export_dir/<version>`` and return that path.
+
+    Refuses an existing non-empty version directory unless ``overwrite=True`` (which
+    replaces that version only; other versions are never touched).
+    """
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise ValueError(f"version must be a non-negative int (TensorFlow Serving's layout), got {version!r}.")
+    path = os.path.join(os.fspath(export_dir), str(version))
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace version {version}.")
+        shutil.rmtree(path)
+
+    graph = analyzer._graph
+    model = analyzer.model
+    names = _input_names(model, len(graph.inputs))
+    specs = [
+        tf.TensorSpec((None,) + tuple(s[1:]), d, name=n)
+        for s, d, n in zip(graph.input_shapes, graph.input_dtypes, names)
+    ]
+
+    def relevance_outputs(maps):
+        if len(maps) == 1:
+            return {"relevance": maps[0]}
+        return {f"relevance_{n}": m for n, m in zip(names, maps)}
+
+    def serve(*inputs):
+        inputs = list(inputs)
+        predictions = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+        predictions = predictions[0] if isinstance(predictions, (list, tuple)) else predictions
+        no_choice = -tf.ones(tf.shape(inputs[0])[:1], tf.int32)
+        maps, score, target, _ = analyzer._relevance(inputs, no_choice, False, False)
+        scores = tf.reshape(predictions, (tf.shape(predictions)[0], -1))
+        return {
+            "predictions": predictions,
+            "class_index": tf.argmax(scores, axis=-1, output_type=tf.int32),
+            **relevance_outputs(maps),
+        }
+
+    def explain(*args):
+        inputs, class_index = list(args[:-1]), args[-1]
+        checked = tf.debugging.assert_less(
+            class_index, analyzer._n_outputs, message=f"class_index must be below {analyzer._n_outputs}"
+        )
+        with tf.control_dependencies([checked, tf.debugging.assert_non_negative(class_index)]):
+            class_index = tf.identity(class_index)
+        maps, _, _, _ = analyzer._relevance(inputs, class_index, False, False)
+        return relevance_outputs(maps)
+
+    module = tf.Module()
+    module.serve = tf.function(serve, input_signature=specs)
+    module.explain = tf.function(explain, input_signature=specs + [tf.TensorSpec((None,), tf.int32, name="class_index")])
+    try:
+        # track the tf.Variables the signatures read, so the SavedModel restores them
+        used = {}
+        for function in (module.serve, module.explain):
+            for variable in function.get_concrete_function().variables:
+                used.setdefault(id(variable), variable)
+        module.model_variables = list(used.values())
+        tf.saved_model.save(
+            module,
+            path,
+            signatures={"serving_default": module.serve, "explain": module.explain},
+        )
+    except Exception as error:
+        shutil.rmtree(path, ignore_errors=True)
+        raise RuntimeError(
+            f"Model '{model.name}' could not be exported as a SavedModel ({type(error).__name__}: {error}). "
+            "Layers with Python-side state or non-TensorFlow code cannot be saved; replace them or "
+            "register rules for traceable equivalents."
+        ) from error
+    return path
+
+
+def _input_names(model, count):
+    """Signature names: the model's input names made valid identifiers, unique."""
+    names = []
+    for k, tensor in enumerate(model.inputs[:count]):
+        name = re.sub(r"\W", "_", getattr(tensor, "name", "") or "") or f"input_{k}"
+        if name[0].isdigit():
+            name = f"input_{name}"
+        while name in names or name in ("class_index", "predictions"):
+            name = f"{name}_{k}"
+        names.append(name)
+    return names

@@ -1,0 +1,93 @@
+"""The exported SavedModel serves predictions and relevance without keras_dtd or Keras."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_dtd
+from keras_dtd import DTD
+
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((6, 6, 1), name="pixels")
+    h = keras.layers.Conv2D(3, 3, activation="relu")(inp)
+    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(h))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(h))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(h))
+    analyzer = DTD(model, input_range=(0, 1))
+    root = tmp_path_factory.mktemp("serving")
+    path = analyzer.export(root, version=2)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 6, 6, 1)).astype("float32")
+    return analyzer, root, path, x
+
+
+def _run_tensorflow_only(code, tmp_path):
+    """Run ``code`` in a fresh interpreter that imports TensorFlow but not Keras or keras_dtd."""
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import sys, json, numpy as np, tensorflow as tf\n" + code +
+        "\nassert not any(m == 'keras_dtd' or m.startswith('keras_dtd.') for m in sys.modules)\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_layout_and_signatures_in_a_tensorflow_only_process(exported, tmp_path):
+    analyzer, root, path, x = exported
+    assert path == os.path.join(str(root), "2") and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(path, "variables"))
+    np.save(tmp_path / "x.npy", x)
+    out = _run_tensorflow_only(f"""
+loaded = tf.saved_model.load({path!r})
+x = tf.constant(np.load({str(tmp_path / 'x.npy')!r}))
+serve = loaded.signatures["serving_default"](pixels=x)
+explain = loaded.signatures["explain"](pixels=x, class_index=tf.constant([2, 1, 0, 2], tf.int32))
+np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in serve.items()}}, explain=explain["relevance"].numpy())
+""", tmp_path)
+    assert out == ""
+    got = np.load(tmp_path / "out.npz")
+    model = analyzer.model
+    np.testing.assert_allclose(got["predictions"], model.predict_on_batch(x), rtol=1e-5)
+    np.testing.assert_array_equal(got["class_index"], model.predict_on_batch(x).argmax(axis=1))
+    np.testing.assert_allclose(got["relevance"], analyzer.analyze(x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got["explain"], analyzer.analyze(x, neuron_selection=[2, 1, 0, 2]), rtol=1e-5, atol=1e-7)
+
+
+def test_saved_model_cli_reads_and_runs_it(exported, tmp_path):
+    analyzer, root, path, x = exported
+    cli = os.path.join(BIN, "saved_model_cli")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    shown = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True, text=True, env=env, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for words in ("signature_def['serving_default']", "signature_def['explain']", "inputs['pixels']",
+                  "inputs['class_index']", "outputs['relevance']", "outputs['predictions']", "shape: (-1, 6, 6, 1)"):
+        assert words in shown.stdout
+    np.save(tmp_path / "x.npy", x)
+    ran = subprocess.run([cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
+                          "--inputs", f"pixels={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "run")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "run" / "relevance.npy"), analyzer.analyze(x), rtol=1e-5, atol=1e-7)
+
+
+def test_versions_are_protected(exported):
+    analyzer, root, path, x = exported
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        keras_dtd.export(analyzer, root, version=2)
+    keras_dtd.export(analyzer, root, version=3)
+    keras_dtd.export(analyzer, root, version=2, overwrite=True)
+    assert sorted(os.listdir(root)) == ["2", "3"]
+    with pytest.raises(ValueError, match="version"):
+        keras_dtd.export(analyzer, root, version="latest")
+    assert json.dumps(sorted(os.listdir(root)))  # nothing else was written
