@@ -9,14 +9,14 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,test]"
+	$(PY) -m pip install --quiet -e ".[cpu,examples,test]"
 	touch $@
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 demo: $(VENV)/.installed
-	$(PY) examples/demo.py --out out
+	$(VENV)/bin/keras-dtd demo --out out
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_core.py

@@ -24,6 +24,7 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
 from keras_dtd import rules  # noqa: E402
 from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, Gradient, ZeroRelevanceWarning  # noqa: E402
 from keras_dtd.compat import create_analyzer  # noqa: E402
+from keras_dtd.constraints import NonPositive  # noqa: E402
 from keras_dtd.export import export  # noqa: E402
 from keras_dtd.graph import ModelNotTraceableError  # noqa: E402
 from keras_dtd.presets import UnsupportedLayerError, register_rule, unregister_rule  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "create_analyzer",
     "export",
     "ModelNotTraceableError",
+    "NonPositive",
     "UnsupportedLayerError",
     "ZeroRelevanceWarning",
     "register_rule",

@@ -41,7 +41,8 @@ class RelevanceMonitor(keras.callbacks.Callback):
 
     One analyzer is built when training starts and reused: it reads the model's
     live weights, so it is traced once for the whole run. The last maps are kept
-    in ``self.relevance`` and all of them, by step, in ``self.history``.
+    in ``self.relevance``; all of them, by step, in ``self.history``, and the
+    logged scalars in ``self.scalars``.
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class RelevanceMonitor(keras.callbacks.Callback):
         self.analyzer: Analyzer | None = None
         self.relevance = None
         self.history: dict[int, np.ndarray] = {}
+        self.scalars: dict[int, dict[str, float]] = {}
         self._writer = None
         self._batches = 0
 
@@ -157,6 +159,7 @@ class RelevanceMonitor(keras.callbacks.Callback):
         self.relevance = maps
         if self.keep_history:
             self.history[step] = maps
+            self.scalars[step] = {"conservation_error": conservation, "negative_share": negative}
 
     def _explained_classes(self, explanation, predicted):
         selection = self.selection
