@@ -101,7 +101,9 @@ def grid(relevance, x=None, titles=None, ncols=8, cmap="bwr", size=1.6, save=Non
         raise ValueError("grid needs at least one relevance map.")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(size * ncols, (size + (0.35 if titles else 0)) * nrows))
+    height, width = to_2d(relevance[0]).shape
+    aspect = min(max(height / width, 0.25), 4.0)
+    fig = Figure(figsize=(size * ncols, (size * aspect + (0.45 if titles else 0.1)) * nrows))
     for k, r in enumerate(relevance):
         ax = fig.add_subplot(nrows, ncols, k + 1)
         _draw(ax, r, cmap, x=None if x is None else x[k])
