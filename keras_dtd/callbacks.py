@@ -36,7 +36,8 @@ class RelevanceMonitor(keras.callbacks.Callback):
       method: an analyzer name ("deep_taylor", "deep_taylor.bounded", "lrp.epsilon",
         ... see ``keras_dtd.compat.ANALYZERS``) or a function model → Analyzer.
       method_kwargs: keyword arguments for the named method (e.g. low/high).
-      every_n_epochs / every_n_batches: logging frequency (batches win if given).
+      every_n_epochs / every_n_batches: logging frequency (batches win if given);
+        ``every_n_batches`` may also be a list of the batch counts at which to log.
       cmap: colormap of the grid ("bwr", "seismic", "coldnhot").
 
     One analyzer is built when training starts and reused: it reads the model's
@@ -72,8 +73,12 @@ class RelevanceMonitor(keras.callbacks.Callback):
             raise ValueError(f"Unknown method '{method}'. Available: {', '.join(sorted(ANALYZERS))}.")
         if every_n_batches is None and (not isinstance(every_n_epochs, int) or every_n_epochs < 1):
             raise ValueError(f"every_n_epochs must be a positive int, got {every_n_epochs!r}.")
-        if every_n_batches is not None and (not isinstance(every_n_batches, int) or every_n_batches < 1):
-            raise ValueError(f"every_n_batches must be a positive int, got {every_n_batches!r}.")
+        if every_n_batches is not None:
+            counts = [every_n_batches] if isinstance(every_n_batches, int) else list(every_n_batches)
+            if not counts or not all(isinstance(c, int) and c >= 1 for c in counts):
+                raise ValueError(
+                    f"every_n_batches must be a positive int or a list of batch counts, got {every_n_batches!r}."
+                )
         self.x, dataset_labels = _samples(x, max_samples)
         self.labels = labels if labels is not None else dataset_labels
         self.selection = self._selection(targets)
@@ -81,7 +86,7 @@ class RelevanceMonitor(keras.callbacks.Callback):
         self.method = method
         self.method_kwargs = dict(method_kwargs or {})
         self.every_n_epochs = every_n_epochs
-        self.every_n_batches = every_n_batches
+        self.every_n_batches = every_n_batches if isinstance(every_n_batches, (int, type(None))) else set(every_n_batches)
         self.save_png = save_png
         self.cmap = cmap
         self.keep_history = keep_history
@@ -121,7 +126,10 @@ class RelevanceMonitor(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
-        if self.every_n_batches is not None and self._batches % self.every_n_batches == 0:
+        every = self.every_n_batches
+        if every is None:
+            return
+        if self._batches % every == 0 if isinstance(every, int) else self._batches in every:
             self.log(self._batches, "batch")
 
     def on_train_end(self, logs=None):
