@@ -147,17 +147,14 @@ class Analyzer:
         self.trace_count += 1
         graph = self._graph
         values = dict(zip(graph.inputs, inputs))
-        bounds = {}
-        if self._input_range is not None:
-            for i, (low, high) in zip(graph.inputs, self._input_range):
-                bounds[i] = (tf.constant(low), tf.constant(high))  # one sample; broadcast by the rule
+        domains = {}
+        for k, (i, x) in enumerate(zip(graph.inputs, inputs)):
+            low, high = self._input_range[k] if self._input_range is not None else (None, None)
+            domains[i] = R.Domain(tf.ones_like(x[:1]), _constant(low), _constant(high))
         for node in graph.nodes:
             values.update(zip(node.outputs, node.forward([values[i] for i in node.inputs])))
-            if bounds and node.kind != "kernel" and all(i in bounds for i in node.inputs):
-                lows = node.forward([bounds[i][0] for i in node.inputs])
-                highs = node.forward([bounds[i][1] for i in node.inputs])
-                for o, lo, hi in zip(node.outputs, lows, highs):
-                    bounds[o] = (tf.minimum(lo, hi), tf.maximum(lo, hi))
+            if node.kind != "kernel" and all(i in domains for i in node.inputs):
+                domains.update(zip(node.outputs, _propagate([domains[i] for i in node.inputs], node)))
 
         f = values[self._output_id]
         mask, score = self._select(f, indices, all_outputs)
@@ -168,7 +165,7 @@ class Analyzer:
                 continue
             r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
             r_in = rule.relevance(
-                node, [values[i] for i in node.inputs], r_out, [bounds.get(i) for i in node.inputs]
+                node, [values[i] for i in node.inputs], r_out, [domains.get(i) for i in node.inputs]
             )
             for i, r in zip(node.inputs, r_in):
                 if r is not None:
@@ -303,6 +300,28 @@ class Analyzer:
                 ZeroRelevanceWarning,
                 stacklevel=3,
             )
+
+
+def _constant(a):
+    return None if a is None else tf.constant(a)
+
+
+# kinds that keep every entry in place, so a real input stays a real input
+_KEEP_SUPPORT = ("elementwise", "stripped", "batch_norm")
+
+
+def _propagate(domains, node):
+    """Domains of a node's outputs from those of its inputs: supports follow the layer's
+    moves (padding adds zeros), bounds map through it (monotone layers keep the order)."""
+    if node.kind in _KEEP_SUPPORT:
+        supports = [domains[0].support]
+    else:
+        supports = [tf.cast(s > 0, s.dtype) for s in node.forward([d.support for d in domains])]
+    if any(d.low is None for d in domains):
+        return [R.Domain(s) for s in supports]
+    lows = node.forward([d.low for d in domains])
+    highs = node.forward([d.high for d in domains])
+    return [R.Domain(s, tf.minimum(lo, hi), tf.maximum(lo, hi)) for s, lo, hi in zip(supports, lows, highs)]
 
 
 def _per_sample_sum(t):

@@ -14,13 +14,42 @@ sums) W⁺ = W, W⁻ = 0 and W² ∝ W within each window.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import tensorflow as tf
 
 
-class Rule:
-    """Base class. ``relevance`` returns one relevance tensor per node input."""
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """What is known about a layer input reached from a model input through layers that
+    only move, pool or rescale values (the input of a first kernel layer):
+    ``support`` is 1 where an entry is a real input value and 0 where it is padding;
+    ``low``/``high`` bound its values (from the analyzer's ``input_range``).
+    Tensors have one sample's shape with batch size 1; missing parts are None."""
 
-    def relevance(self, node, inputs, relevance, bounds):  # pragma: no cover - interface
+    support: Any = None
+    low: Any = None
+    high: Any = None
+
+
+def _support(inputs, domains):
+    """Per input: 1 at real input entries, 0 at padding (all ones when unknown)."""
+    out = []
+    for k, x in enumerate(inputs):
+        domain = domains[k] if domains else None
+        if domain is None or domain.support is None:
+            out.append(tf.ones_like(x))
+        else:
+            out.append(tf.broadcast_to(tf.cast(domain.support, x.dtype), tf.shape(x)))
+    return out
+
+
+class Rule:
+    """Base class. ``relevance(node, inputs, relevance, domains)`` returns one relevance
+    tensor per node input; ``domains`` holds a :class:`Domain` (or None) per input."""
+
+    def relevance(self, node, inputs, relevance, domains):  # pragma: no cover - interface
         raise NotImplementedError
 
     def __repr__(self):
@@ -31,7 +60,7 @@ class Rule:
 class PassThrough(Rule):
     """R_in = R_out, for elementwise layers (ReLU, Dropout, Rescaling, a stripped softmax)."""
 
-    def relevance(self, node, inputs, relevance, bounds):
+    def relevance(self, node, inputs, relevance, domains):
         (x,) = inputs
         (r,) = relevance
         if x.shape.rank is not None and r.shape.rank is not None and x.shape[1:] != r.shape[1:]:
@@ -47,7 +76,7 @@ class Route(Rule):
     of the outputs it is copied to (Flatten, Reshape, Permute, padding, cropping), and a
     Concatenate splits relevance back onto its inputs."""
 
-    def relevance(self, node, inputs, relevance, bounds):
+    def relevance(self, node, inputs, relevance, domains):
         inputs = [tf.identity(x) for x in inputs]
         with tf.GradientTape() as tape:
             tape.watch(inputs)
@@ -93,20 +122,20 @@ def _split_signs(node, inputs):
 class Proportional(Rule):
     """Base of the rules R_i = Σ_j q_ij / Σ_i' q_i'j · R_j; subclasses list the terms of q."""
 
-    def terms(self, node, inputs, bounds):
+    def terms(self, node, inputs, domains):
         raise NotImplementedError
 
     def denominator(self, node, z):
         return z
 
-    def relevance(self, node, inputs, relevance, bounds):
+    def relevance(self, node, inputs, relevance, domains):
         if node.op is None:
             raise ValueError(
                 f"{type(self).__name__} needs a layer with a linear map; layer '{node.path}' "
                 f"({type(node.layer).__name__}) has none. Use PassThrough, Route or WinnerTakeAll."
             )
         (r,) = relevance
-        return _proportional(node, self.terms(node, inputs, bounds), self.denominator, r, len(inputs))
+        return _proportional(node, self.terms(node, inputs, domains), self.denominator, r, len(inputs))
 
 
 def _proportional(node, terms, denominator, r, n_inputs):
@@ -151,7 +180,7 @@ def _stacked(node, pieces, denominator, r, axes):
 class Z(Proportional):
     """LRP-0: q_ij = x_i w_ij."""
 
-    def terms(self, node, inputs, bounds):
+    def terms(self, node, inputs, domains):
         return [(list(inputs), _identity)]
 
 
@@ -161,7 +190,7 @@ class Epsilon(Proportional):
     def __init__(self, epsilon=1e-7):
         self.epsilon = epsilon
 
-    def terms(self, node, inputs, bounds):
+    def terms(self, node, inputs, domains):
         return [(list(inputs), _identity)]
 
     def denominator(self, node, z):
@@ -172,22 +201,23 @@ class Epsilon(Proportional):
 class ZPlus(Proportional):
     """DTD z⁺: q_ij = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (bias ignored); for ReLU inputs x_i w_ij⁺."""
 
-    def terms(self, node, inputs, bounds):
+    def terms(self, node, inputs, domains):
         return _split_signs(node, inputs)
 
 
 class WSquare(Proportional):
-    """DTD w²: q_ij = w_ij² (first layer, unbounded input in ℝ^d)."""
+    """DTD w²: q_ij = w_ij² (first layer, unbounded input in ℝ^d); padding added by a
+    layer such as ZeroPadding2D is not an input and gets nothing."""
 
-    def terms(self, node, inputs, bounds):
-        return [([tf.ones_like(x) for x in inputs], _square)]
+    def terms(self, node, inputs, domains):
+        return [(_support(inputs, domains), _square)]
 
 
 class Flat(Proportional):
-    """LRP-flat: q_ij = 1 for every connected input i."""
+    """LRP-flat: q_ij = 1 for every connected input i (padding excluded, as for w²)."""
 
-    def terms(self, node, inputs, bounds):
-        return [([tf.ones_like(x) for x in inputs], _ones)]
+    def terms(self, node, inputs, domains):
+        return [(_support(inputs, domains), _ones)]
 
 
 class Gamma(Proportional):
@@ -196,7 +226,7 @@ class Gamma(Proportional):
     def __init__(self, gamma=0.25):
         self.gamma = gamma
 
-    def terms(self, node, inputs, bounds):
+    def terms(self, node, inputs, domains):
         gamma = self.gamma
         return [(list(inputs), lambda w: w + gamma * tf.nn.relu(w))]
 
@@ -214,12 +244,12 @@ class ZBox(Proportional):
         self.low = low
         self.high = high
 
-    def terms(self, node, inputs, bounds):
+    def terms(self, node, inputs, domains):
         (x,) = inputs
         if self.low is not None:
             low, high = tf.cast(self.low, x.dtype), tf.cast(self.high, x.dtype)
-        elif bounds and bounds[0] is not None:
-            low, high = bounds[0]
+        elif domains and domains[0] is not None and domains[0].low is not None:
+            low, high = domains[0].low, domains[0].high
         else:
             raise ValueError(
                 f"The z^B rule on layer '{node.path}' needs input bounds: pass "
@@ -247,7 +277,7 @@ class AlphaBeta(Rule):
         self.alpha = alpha
         self.beta = beta
 
-    def relevance(self, node, inputs, relevance, bounds):
+    def relevance(self, node, inputs, relevance, domains):
         (r,) = relevance
         n = len(inputs)
         positive = [tf.nn.relu(x) for x in inputs]

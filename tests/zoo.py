@@ -123,6 +123,18 @@ def conv3d_reshape():
     return keras.Model(inp, L.Dense(3, activation="softmax")(h), name="conv3d_reshape")
 
 
+def padded_rescaled():
+    """Explicit padding and rescaling before the first convolution (as in ResNet50)."""
+    inp = keras.Input((9, 9, 1))
+    h = L.Rescaling(2.0, offset=-0.5)(inp)
+    h = L.ZeroPadding2D(2)(h)
+    h = L.Conv2D(4, 3, strides=2, activation="relu")(h)
+    h = L.ZeroPadding2D(1)(h)
+    h = L.MaxPooling2D(3, strides=2)(h)
+    h = L.Flatten()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="padded_rescaled")
+
+
 ZOO = {
     f.__name__: f
     for f in (
@@ -135,6 +147,7 @@ ZOO = {
         conv_bn_relu,
         nested_backbone,
         conv3d_reshape,
+        padded_rescaled,
     )
 }
 
