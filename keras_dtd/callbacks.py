@@ -17,13 +17,13 @@ class RelevanceMonitor(keras.callbacks.Callback):
     """Logs relevance maps of fixed sample inputs to TensorBoard during ``fit``.
 
     At each logging step it writes, under ``log_dir``:
-      - ``relevance/heatmaps``: an image grid of the maps (sign-preserving colours),
-        titled with the predicted class, the explained class and Σ R;
+      - ``relevance/heatmaps``: an image grid of the maps (sign-preserving colours);
       - ``relevance/conservation_error``: mean |Σ R − target| / max(|target|, 1e-12),
         where target is the explained output max(f, 0);
       - ``relevance/negative_share``: Σ|R⁻| / Σ|R| over all samples;
       - ``relevance/values``: a histogram of the relevance values;
-      - with ``save_png=True``, the grid as ``relevance_epoch_0003.png`` (or ``_batch_``).
+      - with ``save_png=True``, a figure of the grid titled with the predicted class, the
+        explained class and Σ R, as ``relevance_epoch_0003.png`` (or ``_batch_``).
 
     Args:
       x: sample inputs: an array (or list of arrays for multi-input models), or a
@@ -148,28 +148,27 @@ class RelevanceMonitor(keras.callbacks.Callback):
         conservation = float(np.mean(np.abs(sums - target) / np.maximum(np.abs(target), 1e-12)))
         magnitude = np.abs(maps).sum()
         negative = float(-maps[maps < 0].sum() / magnitude) if magnitude > 0 else 0.0
-        predicted = self.model.predict_on_batch(self.x)
-        predicted = np.asarray(predicted[0] if isinstance(predicted, list) else predicted).reshape(n, -1).argmax(1)
-        explained = self._explained_classes(explanation, predicted)
-        titles = [f"pred {p} / expl {e}\nΣR={s:.3g}" for p, e, s in zip(predicted, explained, sums)]
         images = maps if maps.ndim >= 3 else maps.reshape(n, 1, -1)
-        figure = plot.grid(images, titles=titles, cmap=self.cmap)
-        png = plot.to_png(figure)
         with self._writer.as_default(step=step):
-            tf.summary.image("relevance/heatmaps", tf.image.decode_png(png, channels=4)[None])
+            tf.summary.image("relevance/heatmaps", plot.grid_image(images, cmap=self.cmap)[None])
             tf.summary.scalar("relevance/conservation_error", conservation)
             tf.summary.scalar("relevance/negative_share", negative)
             tf.summary.histogram("relevance/values", maps.ravel())
         self._writer.flush()
         if self.save_png:
-            with open(os.path.join(self.log_dir, f"relevance_{unit}_{step:04d}.png"), "wb") as f:
-                f.write(png)
+            predicted = self.model.predict_on_batch(self.x)
+            predicted = np.asarray(predicted[0] if isinstance(predicted, list) else predicted)
+            predicted = predicted.reshape(n, -1).argmax(axis=1)
+            explained = self._explained_classes(predicted)
+            titles = [f"pred {p} / expl {e}\nΣR={s:.3g}" for p, e, s in zip(predicted, explained, sums)]
+            path = os.path.join(self.log_dir, f"relevance_{unit}_{step:04d}.png")
+            plot.grid(images, titles=titles, cmap=self.cmap, save=path)
         self.relevance = maps
         if self.keep_history:
             self.history[step] = maps
             self.scalars[step] = {"conservation_error": conservation, "negative_share": negative}
 
-    def _explained_classes(self, explanation, predicted):
+    def _explained_classes(self, predicted):
         selection = self.selection
         if isinstance(selection, str):
             return ["all" if selection == "all" else p for p in predicted]

@@ -136,6 +136,26 @@ def feature_bars(r, names, title=None, save=None) -> Figure:
     return _finish(fig, save)
 
 
+def grid_image(relevance, cmap="bwr", ncols=8, scale=8, gap=2) -> np.ndarray:
+    """The maps as one RGB uint8 image (no matplotlib figure: fast enough to log each step).
+    Each map has its own symmetric colour scale; cells are enlarged ``scale`` times."""
+    maps = [to_2d(r) for r in relevance]
+    if not maps:
+        raise ValueError("grid_image needs at least one relevance map.")
+    height, width = maps[0].shape
+    ncols = min(ncols, len(maps))
+    nrows = -(-len(maps) // ncols)
+    cell_h, cell_w = height * scale, width * scale
+    image = np.full((nrows * (cell_h + gap) + gap, ncols * (cell_w + gap) + gap, 3), 255, np.uint8)
+    colormap = _cmap(cmap)
+    for k, r in enumerate(maps):
+        rgb = colormap(0.5 + 0.5 * r / _limit(r))[..., :3]
+        cell = np.kron(rgb, np.ones((scale, scale, 1)))
+        top, left = gap + (k // ncols) * (cell_h + gap), gap + (k % ncols) * (cell_w + gap)
+        image[top : top + cell_h, left : left + cell_w] = np.round(255 * cell).astype(np.uint8)
+    return image
+
+
 def to_png(fig) -> bytes:
     """PNG bytes of a figure (for TensorBoard or the web)."""
     buffer = io.BytesIO()

@@ -66,3 +66,13 @@ def test_bad_shapes_are_refused():
         plot.heatmap(np.zeros((2, 2, 2, 2)))
     with pytest.raises(ValueError, match="names"):
         plot.feature_bars([1, 2], ["a"])
+
+
+def test_grid_image_tiles_sign_coloured_cells():
+    maps = [np.ones((4, 4)), -np.ones((4, 4)), np.zeros((4, 4))]
+    image = plot.grid_image(maps, ncols=3, scale=5, gap=2)
+    assert image.shape == (2 + 20 + 2, 2 + 3 * 22, 3) and image.dtype == np.uint8
+    centres = [image[12, 2 + 22 * k + 10] for k in range(3)]
+    np.testing.assert_allclose(centres[0], (255, 0, 0), atol=30)  # positive: red
+    np.testing.assert_allclose(centres[1], (0, 0, 255), atol=30)  # negative: blue
+    np.testing.assert_allclose(centres[2], (255, 255, 255), atol=3)  # zero: neutral white
