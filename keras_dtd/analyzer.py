@@ -137,36 +137,62 @@ class Analyzer:
             def relevance(inputs, indices):
                 return self._relevance(inputs, indices, *key)
 
-            self._functions[key] = tf.function(
-                relevance, input_signature=signature, jit_compile=self.jit_compile
+            self._functions[key] = tf.function(  # plain Python control flow: no AutoGraph needed
+                relevance, input_signature=signature, jit_compile=self.jit_compile, autograph=False
             )
         return self._functions[key]
 
-    def _relevance(self, inputs, indices, all_outputs, keep_layers):
-        """Forward pass keeping activations, then the rules in reverse order."""
-        self.trace_count += 1
+    def _forward(self, inputs):
+        """Run the traced graph on ``inputs`` under a persistent tape, which records the
+        forward pass once for rules that backpropagate through a layer. Each call gets its
+        own identity copies of its inputs, so a VJP follows only that call.
+        Returns (tensor values by id, each node's input copies, the tape)."""
         graph = self._graph
         values = dict(zip(graph.inputs, inputs))
+        call_inputs = []
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+            tape.watch(inputs)
+            for node in graph.nodes:
+                call_inputs.append([tf.identity(values[i]) for i in node.inputs])
+                values.update(zip(node.outputs, node.forward(call_inputs[-1])))
+        return values, call_inputs, tape
+
+    def _domains(self, inputs):
+        """Support and bounds of every tensor reached from the inputs through non-kernel layers."""
+        graph = self._graph
         domains = {}
         for k, (i, x) in enumerate(zip(graph.inputs, inputs)):
             low, high = self._input_range[k] if self._input_range is not None else (None, None)
             domains[i] = R.Domain(tf.ones_like(x[:1]), _constant(low), _constant(high))
         for node in graph.nodes:
-            values.update(zip(node.outputs, node.forward([values[i] for i in node.inputs])))
             if node.kind != "kernel" and all(i in domains for i in node.inputs):
                 domains.update(zip(node.outputs, _propagate([domains[i] for i in node.inputs], node)))
+        return domains
 
+    def _relevance(self, inputs, indices, all_outputs, keep_layers):
+        """Forward pass keeping activations, then the rules in reverse order."""
+        self.trace_count += 1
+        graph = self._graph
+        values, call_inputs, tape = self._forward(inputs)
+        domains = self._domains(inputs)
         f = values[self._output_id]
         mask, score = self._select(f, indices, all_outputs)
         top = mask * tf.nn.relu(f)
         relevance = {self._output_id: top}
-        for node, rule in zip(reversed(graph.nodes), reversed(self.rules)):
+        for k in reversed(range(len(graph.nodes))):
+            node, rule = graph.nodes[k], self.rules[k]
             if not any(o in relevance for o in node.outputs):
                 continue
             r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
-            r_in = rule.relevance(
-                node, [values[i] for i in node.inputs], r_out, [domains.get(i) for i in node.inputs]
+            outputs = [values[o] for o in node.outputs]
+            call = R.LayerCall(
+                node=node,
+                inputs=call_inputs[k],
+                outputs=outputs,
+                domains=[domains.get(i) for i in node.inputs],
+                vjp=_vjp(tape, call_inputs[k], outputs),
             )
+            r_in = rule.relevance(call, r_out)
             for i, r in zip(node.inputs, r_in):
                 if r is not None:
                     relevance[i] = relevance[i] + r if i in relevance else r
@@ -302,6 +328,13 @@ class Analyzer:
             )
 
 
+def _vjp(tape, inputs, outputs):
+    def vjp(cotangents):
+        return tape.gradient(outputs, inputs, output_gradients=cotangents)
+
+    return vjp
+
+
 def _constant(a):
     return None if a is None else tf.constant(a)
 
@@ -369,18 +402,12 @@ class Gradient(Analyzer):
 
     def _relevance(self, inputs, indices, all_outputs, keep_layers):
         self.trace_count += 1
-        graph = self._graph
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            values = dict(zip(graph.inputs, inputs))
-            for node in graph.nodes:
-                values.update(zip(node.outputs, node.forward([values[i] for i in node.inputs])))
-            f = values[self._output_id]
-            mask, score = self._select(f, indices, all_outputs)
-            selected = mask * f
-        grads = tape.gradient(selected, inputs)
+        values, _, tape = self._forward(inputs)
+        f = values[self._output_id]
+        mask, score = self._select(f, indices, all_outputs)
+        grads = tape.gradient(f, inputs, output_gradients=mask)
         if self.postprocess == "abs":
             grads = [tf.abs(g) for g in grads]
         elif self.postprocess == "square":
             grads = [tf.square(g) for g in grads]
-        return grads, score, _per_sample_sum(selected), {}
+        return grads, score, _per_sample_sum(mask * f), {}

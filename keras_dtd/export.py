@@ -69,8 +69,10 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
         return relevance_outputs(maps)
 
     module = tf.Module()
-    module.serve = tf.function(serve, input_signature=specs)
-    module.explain = tf.function(explain, input_signature=specs + [tf.TensorSpec((None,), tf.int32, name="class_index")])
+    module.serve = tf.function(serve, input_signature=specs, autograph=False)
+    module.explain = tf.function(
+        explain, input_signature=specs + [tf.TensorSpec((None,), tf.int32, name="class_index")], autograph=False
+    )
     try:
         # track the tf.Variables the signatures read, so the SavedModel restores them
         used = {}

@@ -15,7 +15,7 @@ sums) W⁺ = W, W⁻ = 0 and W² ∝ W within each window.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import tensorflow as tf
 
@@ -33,11 +33,26 @@ class Domain:
     high: Any = None
 
 
-def _support(inputs, domains):
+@dataclasses.dataclass(frozen=True)
+class LayerCall:
+    """One call of a layer in the forward pass, as a rule sees it.
+
+    ``node``: the traced node (layer, kind, linear map ``node.op``); ``inputs``/``outputs``:
+    its tensors; ``domains``: a :class:`Domain` or None per input; ``vjp(cotangents)``: the
+    vector–Jacobian product of the recorded forward call, one result per input.
+    """
+
+    node: Any
+    inputs: list
+    outputs: list
+    domains: list
+    vjp: Callable
+
+
+def _support(call):
     """Per input: 1 at real input entries, 0 at padding (all ones when unknown)."""
     out = []
-    for k, x in enumerate(inputs):
-        domain = domains[k] if domains else None
+    for x, domain in zip(call.inputs, call.domains):
         if domain is None or domain.support is None:
             out.append(tf.ones_like(x))
         else:
@@ -46,10 +61,10 @@ def _support(inputs, domains):
 
 
 class Rule:
-    """Base class. ``relevance(node, inputs, relevance, domains)`` returns one relevance
-    tensor per node input; ``domains`` holds a :class:`Domain` (or None) per input."""
+    """Base class: ``relevance(call, relevance)`` maps the relevance of each output of a
+    :class:`LayerCall` to one relevance tensor (or None) per input."""
 
-    def relevance(self, node, inputs, relevance, domains):  # pragma: no cover - interface
+    def relevance(self, call, relevance):  # pragma: no cover - interface
         raise NotImplementedError
 
     def __repr__(self):
@@ -60,12 +75,12 @@ class Rule:
 class PassThrough(Rule):
     """R_in = R_out, for elementwise layers (ReLU, Dropout, Rescaling, a stripped softmax)."""
 
-    def relevance(self, node, inputs, relevance, domains):
-        (x,) = inputs
+    def relevance(self, call, relevance):
+        (x,) = call.inputs
         (r,) = relevance
         if x.shape.rank is not None and r.shape.rank is not None and x.shape[1:] != r.shape[1:]:
             raise ValueError(
-                f"PassThrough needs equal input and output shapes; layer '{node.path}' maps "
+                f"PassThrough needs equal input and output shapes; layer '{call.node.path}' maps "
                 f"{x.shape} to {r.shape}. Use keras_dtd.rules.Route for layers that move values."
             )
         return [r]
@@ -76,13 +91,9 @@ class Route(Rule):
     of the outputs it is copied to (Flatten, Reshape, Permute, padding, cropping), and a
     Concatenate splits relevance back onto its inputs."""
 
-    def relevance(self, node, inputs, relevance, domains):
-        inputs = [tf.identity(x) for x in inputs]
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            outputs = node.forward(inputs)
-        grads = tape.gradient(outputs, inputs, output_gradients=list(relevance))
-        return [tf.zeros_like(x) if g is None else g for x, g in zip(inputs, grads)]
+    def relevance(self, call, relevance):
+        grads = call.vjp(list(relevance))
+        return [tf.zeros_like(x) if g is None else g for x, g in zip(call.inputs, grads)]
 
 
 class WinnerTakeAll(Route):
@@ -110,32 +121,36 @@ def _ones(w):
     return tf.ones_like(w)
 
 
-def _split_signs(node, inputs):
+def _split_signs(call):
     """Terms x⁺·W⁺ + x⁻·W⁻, reduced to x·W⁺ when the inputs are known to be ≥ 0."""
-    if node.nonnegative_inputs and all(node.nonnegative_inputs):
-        return [(list(inputs), _positive)]
-    positive = [tf.nn.relu(x) for x in inputs]
-    negative = [tf.minimum(x, tf.zeros_like(x)) for x in inputs]
+    if call.node.nonnegative_inputs and all(call.node.nonnegative_inputs):
+        return [(list(call.inputs), _positive)]
+    positive = [tf.nn.relu(x) for x in call.inputs]
+    negative = [tf.minimum(x, tf.zeros_like(x)) for x in call.inputs]
     return [(positive, _positive), (negative, _negative)]
 
 
 class Proportional(Rule):
     """Base of the rules R_i = Σ_j q_ij / Σ_i' q_i'j · R_j; subclasses list the terms of q."""
 
-    def terms(self, node, inputs, domains):
+    def terms(self, call):
         raise NotImplementedError
 
     def denominator(self, node, z):
         return z
 
-    def relevance(self, node, inputs, relevance, domains):
-        if node.op is None:
-            raise ValueError(
-                f"{type(self).__name__} needs a layer with a linear map; layer '{node.path}' "
-                f"({type(node.layer).__name__}) has none. Use PassThrough, Route or WinnerTakeAll."
-            )
+    def relevance(self, call, relevance):
+        _require_linear(self, call.node)
         (r,) = relevance
-        return _proportional(node, self.terms(node, inputs, domains), self.denominator, r, len(inputs))
+        return _proportional(call.node, self.terms(call), self.denominator, r, len(call.inputs))
+
+
+def _require_linear(rule, node):
+    if node.op is None:
+        raise ValueError(
+            f"{type(rule).__name__} needs a layer with a linear map; layer '{node.path}' "
+            f"({type(node.layer).__name__}) has none. Use PassThrough, Route or WinnerTakeAll."
+        )
 
 
 def _proportional(node, terms, denominator, r, n_inputs):
@@ -180,8 +195,8 @@ def _stacked(node, pieces, denominator, r, axes):
 class Z(Proportional):
     """LRP-0: q_ij = x_i w_ij."""
 
-    def terms(self, node, inputs, domains):
-        return [(list(inputs), _identity)]
+    def terms(self, call):
+        return [(list(call.inputs), _identity)]
 
 
 class Epsilon(Proportional):
@@ -190,8 +205,8 @@ class Epsilon(Proportional):
     def __init__(self, epsilon=1e-7):
         self.epsilon = epsilon
 
-    def terms(self, node, inputs, domains):
-        return [(list(inputs), _identity)]
+    def terms(self, call):
+        return [(list(call.inputs), _identity)]
 
     def denominator(self, node, z):
         zb = node.op.add_bias(z)
@@ -201,23 +216,23 @@ class Epsilon(Proportional):
 class ZPlus(Proportional):
     """DTD z⁺: q_ij = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (bias ignored); for ReLU inputs x_i w_ij⁺."""
 
-    def terms(self, node, inputs, domains):
-        return _split_signs(node, inputs)
+    def terms(self, call):
+        return _split_signs(call)
 
 
 class WSquare(Proportional):
     """DTD w²: q_ij = w_ij² (first layer, unbounded input in ℝ^d); padding added by a
     layer such as ZeroPadding2D is not an input and gets nothing."""
 
-    def terms(self, node, inputs, domains):
-        return [(_support(inputs, domains), _square)]
+    def terms(self, call):
+        return [(_support(call), _square)]
 
 
 class Flat(Proportional):
     """LRP-flat: q_ij = 1 for every connected input i (padding excluded, as for w²)."""
 
-    def terms(self, node, inputs, domains):
-        return [(_support(inputs, domains), _ones)]
+    def terms(self, call):
+        return [(_support(call), _ones)]
 
 
 class Gamma(Proportional):
@@ -226,9 +241,9 @@ class Gamma(Proportional):
     def __init__(self, gamma=0.25):
         self.gamma = gamma
 
-    def terms(self, node, inputs, domains):
+    def terms(self, call):
         gamma = self.gamma
-        return [(list(inputs), lambda w: w + gamma * tf.nn.relu(w))]
+        return [(list(call.inputs), lambda w: w + gamma * tf.nn.relu(w))]
 
 
 class ZBox(Proportional):
@@ -244,15 +259,16 @@ class ZBox(Proportional):
         self.low = low
         self.high = high
 
-    def terms(self, node, inputs, domains):
-        (x,) = inputs
+    def terms(self, call):
+        (x,) = call.inputs
+        domain = call.domains[0]
         if self.low is not None:
             low, high = tf.cast(self.low, x.dtype), tf.cast(self.high, x.dtype)
-        elif domains and domains[0] is not None and domains[0].low is not None:
-            low, high = domains[0].low, domains[0].high
+        elif domain is not None and domain.low is not None:
+            low, high = domain.low, domain.high
         else:
             raise ValueError(
-                f"The z^B rule on layer '{node.path}' needs input bounds: pass "
+                f"The z^B rule on layer '{call.node.path}' needs input bounds: pass "
                 "input_range=(low, high) to the analyzer or use ZBox(low, high)."
             )
         terms = [([x], _identity)]
@@ -277,11 +293,13 @@ class AlphaBeta(Rule):
         self.alpha = alpha
         self.beta = beta
 
-    def relevance(self, node, inputs, relevance, domains):
+    def relevance(self, call, relevance):
+        node = call.node
+        _require_linear(self, node)
         (r,) = relevance
-        n = len(inputs)
-        positive = [tf.nn.relu(x) for x in inputs]
-        negative = [tf.minimum(x, tf.zeros_like(x)) for x in inputs]
+        n = len(call.inputs)
+        positive = [tf.nn.relu(x) for x in call.inputs]
+        negative = [tf.minimum(x, tf.zeros_like(x)) for x in call.inputs]
         activating = [(positive, _positive), (negative, _negative)]
         inhibiting = [(positive, _negative), (negative, _positive)]
         same = lambda node, z: z  # noqa: E731
