@@ -20,7 +20,7 @@ examples:
       a TensorFlow Serving SavedModel returning predictions and relevance
 """
 
-METHODS = ("dtd", "dtd-bounded", "lrp.z", "lrp.epsilon", "lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1", "gradient")
+METHODS = ("dtd", "lrp.z", "lrp.epsilon", "lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1", "gradient")
 
 
 def main(argv=None):
@@ -70,24 +70,21 @@ def _parser():
 
 
 def _method_arguments(parser):
-    parser.add_argument("--method", choices=METHODS, default=None,
-                        help="dtd (w² first layer), dtd-bounded (z^B first layer, needs --input-range), "
-                             "an LRP variant or gradient; default: dtd-bounded with --input-range, else dtd")
+    parser.add_argument("--method", choices=METHODS, default="dtd",
+                        help="dtd (Deep Taylor: z^B first layer with --input-range, else w²), "
+                             "an LRP variant, or gradient (default: dtd)")
     parser.add_argument("--input-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                        help="bounds of the input values, e.g. 0 1 for scaled pixels")
+                        help="bounds of the input values for dtd, e.g. 0 1 for scaled pixels")
 
 
 def _analyzer(args, model):
     from keras_dtd import DTD, create_analyzer
 
-    method = args.method or ("dtd-bounded" if args.input_range else "dtd")
-    if method == "dtd":
-        return DTD(model)
-    if method == "dtd-bounded":
-        if not args.input_range:
-            raise ValueError("--method dtd-bounded needs --input-range LOW HIGH.")
-        return DTD(model, input_range=tuple(args.input_range))
-    return create_analyzer(method, model).analyzer
+    if args.method == "dtd":
+        return DTD(model, input_range=tuple(args.input_range) if args.input_range else None)
+    if args.input_range:
+        raise ValueError(f"--input-range is used by --method dtd only, not by {args.method}.")
+    return create_analyzer(args.method, model).analyzer
 
 
 def _load_model(path):

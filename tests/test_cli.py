@@ -27,7 +27,7 @@ def saved(tmp_path_factory):
 
 def test_explain_npy_batch(saved, tmp_path, capsys):
     model, root, path, x = saved
-    code = main(["explain", str(path), str(root / "x.npy"), "--input-range", "0", "1", "--neuron", "2",
+    code = main(["explain", str(path), str(root / "x.npy"), "--method", "dtd", "--input-range", "0", "1", "--neuron", "2",
                  "--out", str(tmp_path / "grid.png"), "--save-npy", str(tmp_path / "r.npy")])
     assert code == 0
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), DTD(model, input_range=(0, 1)).analyze(x, neuron_selection=2),
@@ -58,8 +58,8 @@ def test_clear_errors(saved, tmp_path, capsys):
     assert "model file" in capsys.readouterr().err
     assert main(["explain", str(path), str(tmp_path / "missing.npy")]) == 1
     assert "input file" in capsys.readouterr().err
-    assert main(["explain", str(path), str(root / "x.npy"), "--method", "dtd-bounded"]) == 1
-    assert "--input-range" in capsys.readouterr().err
+    assert main(["explain", str(path), str(root / "x.npy"), "--method", "gradient", "--input-range", "0", "1"]) == 1
+    assert "--input-range is used by --method dtd only" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
     assert main(["explain", str(path), str(tmp_path / "bad.npy")]) == 1
     assert "shape" in capsys.readouterr().err
