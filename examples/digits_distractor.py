@@ -20,26 +20,8 @@ import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
 
-from keras_dtd import DTD, Gradient, NonPositive, datasets, plot  # noqa: E402
-from keras_dtd.demo import train  # noqa: E402
-
-
-def detection_pooling_cnn(shape, classes):
-    """Convolutional detectors (biases <= 0), global max pooling over positions, logits."""
-    L = keras.layers
-    b = {"bias_constraint": NonPositive()}
-    return keras.Sequential(
-        [
-            keras.Input(shape),
-            L.Conv2D(32, 3, padding="same", activation="relu", **b),
-            L.Conv2D(64, 3, padding="same", activation="relu", **b),
-            L.MaxPooling2D(2),
-            L.Conv2D(64, 3, padding="same", activation="relu", **b),
-            L.GlobalMaxPooling2D(),
-            L.Dense(classes, **b),
-        ],
-        name="detection_pooling_cnn",
-    )
+from keras_dtd import DTD, Gradient, datasets, plot  # noqa: E402
+from keras_dtd.demo import digit_cnn, train  # noqa: E402
 
 
 def target_share(relevance, left):
@@ -66,7 +48,8 @@ def main(argv=None):
           "(target 0-3 beside a distractor 4-9), from scikit-learn's bundled digits")
 
     keras.utils.set_random_seed(args.seed)
-    model = train(detection_pooling_cnn(x_train.shape[1:], classes=4), x_train, t_train, args.epochs, verbose=0)
+    network = digit_cnn(x_train.shape[1:], classes=4, filters=(32, 64, 64), head="global_max")
+    model = train(network, x_train, t_train, args.epochs, verbose=0)
     accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(axis=1) == t_test))
     print(f"test accuracy of naming the target: {accuracy:.3f}")
 

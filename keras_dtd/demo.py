@@ -17,23 +17,30 @@ from keras_dtd import DTD, datasets, plot
 from keras_dtd.constraints import NonPositive
 
 
-def digit_cnn(shape, classes=10):
-    """A small ReLU CNN: 3×3 convolutions, max pooling, two dense layers (logits out).
-    Biases are kept ≤ 0, as in the DTD paper, which makes the maps exactly conservative."""
+def digit_cnn(shape, classes=10, filters=(16, 32, 32), head="dense"):
+    """A small ReLU CNN: two 3×3 convolutions, max pooling, a third convolution, then
+    ``head="dense"`` (Flatten, Dense 64) or ``head="global_max"`` (max over all positions:
+    a detection–pooling network), and the logits. Biases are kept ≤ 0, as in the DTD
+    paper, which makes the maps exactly conservative."""
     L = keras.layers
     b = {"bias_constraint": NonPositive()}
+    if head == "dense":
+        top = [L.Flatten(), L.Dense(64, activation="relu", **b)]
+    elif head == "global_max":
+        top = [L.GlobalMaxPooling2D()]
+    else:
+        raise ValueError(f"head must be 'dense' or 'global_max', got {head!r}.")
     return keras.Sequential(
         [
             keras.Input(shape),
-            L.Conv2D(16, 3, padding="same", activation="relu", **b),
-            L.Conv2D(32, 3, padding="same", activation="relu", **b),
+            L.Conv2D(filters[0], 3, padding="same", activation="relu", **b),
+            L.Conv2D(filters[1], 3, padding="same", activation="relu", **b),
             L.MaxPooling2D(2),
-            L.Conv2D(32, 3, padding="same", activation="relu", **b),
-            L.Flatten(),
-            L.Dense(64, activation="relu", **b),
+            L.Conv2D(filters[2], 3, padding="same", activation="relu", **b),
+            *top,
             L.Dense(classes, **b),
         ],
-        name="digit_cnn",
+        name=f"digit_cnn_{head}",
     )
 
 
