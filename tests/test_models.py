@@ -135,3 +135,30 @@ def test_user_model_is_unchanged():
         for a, b in zip(weights, m.get_weights()):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(m.predict_on_batch(x), before)
+
+
+def test_batch_norm_is_folded_into_the_kernel_layer():
+    for name in ("conv_bn_relu", "channels_first_bn"):
+        analyzer = DTD(model_named(name))
+        folded = [n for n in analyzer._graph.nodes if n.op is not None and getattr(n.op, "batch_norm", None)]
+        assert folded and not any(n.kind == "batch_norm" for n in analyzer._graph.nodes), name
+
+
+def test_two_inputs_and_a_shared_layer():
+    keras.utils.set_random_seed(3)
+    shared = keras.layers.Dense(5, activation="relu")
+    a, b = keras.Input((6,)), keras.Input((6,))
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([shared(a), shared(b)])))
+    rng = np.random.default_rng(0)
+    xa, xb = rng.uniform(0, 1, (8, 6)), rng.uniform(0, 1, (8, 6))
+    f = model.predict_on_batch([xa, xb])
+    analyzer = DTD(model, input_range=[(0, 1), (0, 1)])
+    assert [n.path for n in analyzer._graph.nodes if n.layer is shared] == [shared.name, shared.name + "#1"]
+    for selection in ("max_activation", np.arange(8) % 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ZeroRelevanceWarning)
+            ra, rb = analyzer.analyze([xa, xb], neuron_selection=selection)
+        chosen = f.argmax(axis=1) if isinstance(selection, str) else selection
+        np.testing.assert_allclose(ra.sum(axis=1) + rb.sum(axis=1), np.maximum(f[np.arange(8), chosen], 0),
+                                   rtol=1e-5, atol=1e-7)
+        assert min(ra.min(), rb.min()) >= 0

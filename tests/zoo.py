@@ -135,6 +135,17 @@ def padded_rescaled():
     return keras.Model(inp, L.Dense(3)(h), name="padded_rescaled")
 
 
+def channels_first_bn():
+    """channels_first convolution with a BatchNormalization on axis 1 folded into it."""
+    inp = keras.Input((2, 8, 8))
+    h = L.Conv2D(4, 3, data_format="channels_first", use_bias=False)(inp)
+    h = L.BatchNormalization(axis=1)(h)
+    h = L.ReLU()(h)
+    h = L.MaxPooling2D(2, data_format="channels_first")(h)
+    h = L.GlobalAveragePooling2D(data_format="channels_first")(h)
+    return _randomize_batch_norms(keras.Model(inp, L.Dense(3)(h), name="channels_first_bn"))
+
+
 ZOO = {
     f.__name__: f
     for f in (
@@ -148,6 +159,7 @@ ZOO = {
         nested_backbone,
         conv3d_reshape,
         padded_rescaled,
+        channels_first_bn,
     )
 }
 
