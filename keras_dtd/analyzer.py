@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from typing import Any, NamedTuple
 
@@ -324,8 +325,16 @@ class Analyzer:
                 f"{bad.size} of {selected.size} samples have a selected output <= 0 (samples {shown}); "
                 "relevance explains max(f, 0), so their relevance maps are zero.",
                 ZeroRelevanceWarning,
-                stacklevel=3,
+                stacklevel=_outside_keras_dtd(),
             )
+
+
+def _outside_keras_dtd():
+    """The stacklevel of the first caller outside this package, so warnings point at user code."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("keras_dtd"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _vjp(tape, inputs, outputs):

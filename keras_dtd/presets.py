@@ -92,7 +92,10 @@ def assign(graph, preset: Preset, layer_rules=None) -> tuple[R.Rule, ...]:
         chosen.append(rule)
     unknown = set(layer_rules) - {n.path for n in graph.nodes} - {n.layer.name for n in graph.nodes}
     if unknown:
-        raise ValueError(f"layer_rules names layers the model does not have: {sorted(unknown)}.")
+        raise ValueError(
+            f"layer_rules names layers the model does not have: {sorted(unknown)} (a BatchNormalization "
+            "folded into the Dense/Conv before it has no rule of its own)."
+        )
     return tuple(chosen)
 
 

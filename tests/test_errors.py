@@ -54,9 +54,10 @@ def test_non_positive_output_warns_and_gives_zero(model):
     dense = keras.layers.Dense(2)
     m = keras.Model(inp, dense(inp))
     dense.set_weights([-np.ones((3, 2)), np.zeros(2)])
-    with pytest.warns(keras_dtd.ZeroRelevanceWarning, match="1 of 1 samples"):
+    with pytest.warns(keras_dtd.ZeroRelevanceWarning, match="1 of 1 samples") as record:
         r = DTD(m).analyze(np.ones((1, 3)))
     assert np.all(r == 0)
+    assert record[0].filename == __file__  # the warning points at the caller's line
 
 
 def test_multi_output_model_needs_an_output():
