@@ -12,6 +12,7 @@ import time
 
 import keras
 import numpy as np
+from matplotlib.figure import Figure
 
 from keras_dtd import DTD, datasets, plot
 from keras_dtd.constraints import NonPositive
@@ -123,8 +124,6 @@ def run(out="out", mnist=False, epochs=None, samples=None, seed=0, log=print):
 
 
 def _conservation_figure(target, sums, path):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(4, 4))
     ax = fig.add_subplot()
     ax.scatter(target, sums, s=8)
@@ -139,8 +138,6 @@ def _conservation_figure(target, sums, path):
 
 
 def _positivity_figure(minimum, path):
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(4, 3))
     ax = fig.add_subplot()
     ax.hist(minimum, bins=30)
