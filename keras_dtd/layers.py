@@ -178,19 +178,24 @@ class KernelOp(LinearOp):
         if isinstance(self.layer, keras.layers.Dense):
             return tf.tensordot(x, kernel, axes=[[-1], [0]]) if x.shape.rank > 2 else tf.matmul(x, kernel)
         layer = self.layer
+        if self.channels_first:  # CPUs without oneDNN have no NCHW convolution: compute in NHWC
+            x = tf.transpose(x, [0, *range(2, x.shape.rank), 1])
         padding = layer.padding
         if padding == "causal":  # Conv1D: pad on the left, then a valid convolution
             left = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
-            x = tf.pad(x, [[0, 0], [0, 0], [left, 0]] if self.channels_first else [[0, 0], [left, 0], [0, 0]])
+            x = tf.pad(x, [[0, 0], [left, 0], [0, 0]])
             padding = "valid"
-        return keras.ops.conv(
+        z = keras.ops.conv(
             x,
             kernel,
             strides=list(layer.strides),
             padding=padding,
             dilation_rate=layer.dilation_rate,
-            data_format=layer.data_format,
+            data_format="channels_last",
         )
+        if self.channels_first:
+            z = tf.transpose(z, [0, z.shape.rank - 1, *range(1, z.shape.rank - 1)])
+        return z
 
 
 class BatchNormOp(LinearOp):

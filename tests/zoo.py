@@ -164,6 +164,23 @@ ZOO = {
 }
 
 
+def _channels_last_twin(model):
+    """The same network in channels_last with the same weights: Keras runs channels_first
+    convolutions on CPU only with oneDNN, so reference logits come from this twin."""
+    inp = keras.Input(tuple(model.inputs[0].shape[2:]) + (model.inputs[0].shape[1],))
+    h = inp
+    for layer in model.layers[1:]:
+        config = layer.get_config()
+        if config.get("data_format") == "channels_first":
+            config["data_format"] = "channels_last"
+        if isinstance(layer, L.BatchNormalization):
+            config["axis"] = -1
+        twin = type(layer).from_config(config)
+        h = twin(h)
+        twin.set_weights(layer.get_weights())
+    return keras.Model(inp, h)
+
+
 def inputs_for(model, n=6, seed=0):
     """Inputs in [0, 1] for ``model`` (one sample per row)."""
     return np.random.default_rng(seed).uniform(0, 1, (n,) + tuple(model.inputs[0].shape[1:])).astype("float32")
@@ -171,6 +188,8 @@ def inputs_for(model, n=6, seed=0):
 
 def logits(model, x):
     """The model's outputs with a final softmax removed, computed by Keras on a copy."""
+    if any(getattr(layer, "data_format", None) == "channels_first" for layer in model.layers):
+        return logits(_channels_last_twin(model), np.moveaxis(x, 1, -1))
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     last = clone.layers[-1]
