@@ -27,7 +27,7 @@ from keras_dtd.compat import create_analyzer  # noqa: E402
 from keras_dtd.constraints import NonPositive  # noqa: E402
 from keras_dtd.export import export  # noqa: E402
 from keras_dtd.graph import ModelNotTraceableError  # noqa: E402
-from keras_dtd.presets import UnsupportedLayerError, register_rule, unregister_rule  # noqa: E402
+from keras_dtd.presets import NonReLUWarning, UnsupportedLayerError, register_rule, unregister_rule  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,7 @@ __all__ = [
     "export",
     "ModelNotTraceableError",
     "NonPositive",
+    "NonReLUWarning",
     "UnsupportedLayerError",
     "ZeroRelevanceWarning",
     "register_rule",

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from keras_dtd import layers as L
 from keras_dtd import presets
 from keras_dtd import rules as R
 from keras_dtd.canonize import canonize
@@ -49,6 +50,8 @@ class Analyzer:
         multi-input models.
       output: which output of a multi-output model to explain (index or name).
       layer_rules: ``{layer name: rule}`` overriding the preset.
+      gates: ``{Multiply layer name: name of the layer producing its gate}`` where the
+        gate of a multiplication is not found automatically (see :class:`rules.Gate`).
       batch_size: samples per compiled call; larger inputs are split and the
         last part is padded, so the function is traced once.
       jit_compile: True, False or "auto" (XLA on GPU, plain graph mode on CPU,
@@ -65,6 +68,7 @@ class Analyzer:
         input_range=None,
         output=None,
         layer_rules=None,
+        gates=None,
         batch_size: int = 32,
         jit_compile="auto",
     ):
@@ -73,8 +77,10 @@ class Analyzer:
         self.model = model
         self.preset = preset
         self.batch_size = batch_size
-        self._graph = canonize(trace(model))
-        self.rules = presets.assign(self._graph, preset, layer_rules) if preset is not None else ()
+        self._graph = canonize(trace(model), gates)
+        self.rules, non_relu = presets.assign(self._graph, preset, layer_rules) if preset is not None else ((), ())
+        if non_relu and preset.non_relu == "warn":
+            warnings.warn(presets.non_relu_warning(non_relu), presets.NonReLUWarning, stacklevel=_outside_keras_dtd())
         self._output_id, self._n_outputs = self._choose_output(output)
         self._input_range = self._check_input_range(input_range)
         if jit_compile == "auto":
@@ -144,38 +150,45 @@ class Analyzer:
         return self._functions[key]
 
     def _forward(self, inputs):
-        """Run the traced graph on ``inputs`` under a persistent tape, which records the
-        forward pass once for rules that backpropagate through a layer. Each call gets its
-        own identity copies of its inputs, so a VJP follows only that call.
-        Returns (tensor values by id, each node's input copies, the tape)."""
+        """Run the traced graph on ``inputs``, recording each call on a tape of its own, so
+        a rule's VJP walks only its layer (one tape for the whole pass would make every VJP
+        walk back to the input: quadratic in depth). Each call gets identity copies of its
+        inputs. Returns (tensor values by id, per node: (input copies, kernel, its tape))."""
         graph = self._graph
         values = dict(zip(graph.inputs, inputs))
-        call_inputs = []
-        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-            tape.watch(inputs)
-            for node in graph.nodes:
-                call_inputs.append([tf.identity(values[i]) for i in node.inputs])
-                values.update(zip(node.outputs, node.forward(call_inputs[-1])))
-        return values, call_inputs, tape
+        calls = []
+        for node in graph.nodes:
+            copies = [tf.identity(values[i]) for i in node.inputs]
+            kernel = None if node.op is None else node.op.kernel(copies)
+            with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+                tape.watch([c for c in copies if c.dtype.is_floating])
+                values.update(zip(node.outputs, node.forward(copies, kernel)))
+            calls.append((copies, kernel, tape))
+        return values, calls
 
-    def _domains(self, inputs):
-        """Support and bounds of every tensor reached from the inputs through non-kernel layers."""
+    def _domains(self, inputs, values):
+        """Support, bounds and hidden units of every tensor that holds model input values:
+        reached from the inputs through layers that pass domains on (not kernel layers).
+        A tensor mixing them with hidden units (a Concatenate of input and features)
+        marks those as hidden."""
         graph = self._graph
         domains = {}
         for k, (i, x) in enumerate(zip(graph.inputs, inputs)):
             low, high = self._input_range[k] if self._input_range is not None else (None, None)
             domains[i] = R.Domain(tf.ones_like(x[:1]), _constant(low), _constant(high))
         for node in graph.nodes:
-            if node.kind != "kernel" and all(i in domains for i in node.inputs):
-                domains.update(zip(node.outputs, _propagate([domains[i] for i in node.inputs], node)))
+            if not L.passes_domain(node) or not any(i in domains for i in node.inputs):
+                continue
+            known = [domains.get(i) or _hidden_domain(values[i], self._input_range is not None) for i in node.inputs]
+            domains.update(zip(node.outputs, _propagate(known, node)))
         return domains
 
     def _relevance(self, inputs, indices, all_outputs, keep_layers):
         """Forward pass keeping activations, then the rules in reverse order."""
         self.trace_count += 1
         graph = self._graph
-        values, call_inputs, tape = self._forward(inputs)
-        domains = self._domains(inputs)
+        values, calls = self._forward(inputs)
+        domains = self._domains(inputs, values)
         f = values[self._output_id]
         mask, score = self._select(f, indices, all_outputs)
         top = mask * tf.nn.relu(f)
@@ -186,19 +199,21 @@ class Analyzer:
                 continue
             r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
             outputs = [values[o] for o in node.outputs]
+            copies, kernel, tape = calls[k]
             call = R.LayerCall(
                 node=node,
-                inputs=call_inputs[k],
+                inputs=copies,
                 outputs=outputs,
+                kernel=kernel,
                 domains=[domains.get(i) for i in node.inputs],
-                vjp=_vjp(tape, call_inputs[k], outputs),
+                vjp=_vjp(tape, copies, outputs),
             )
             r_in = rule.relevance(call, r_out)
             for i, r in zip(node.inputs, r_in):
                 if r is not None:
                     relevance[i] = relevance[i] + r if i in relevance else r
 
-        result = [relevance[i] if i in relevance else tf.zeros_like(x) for i, x in zip(graph.inputs, inputs)]
+        result = [relevance[i] if i in relevance else tf.zeros(tf.shape(x), top.dtype) for i, x in zip(graph.inputs, inputs)]
         layers = {}
         if keep_layers:
             for node in graph.nodes:
@@ -352,18 +367,34 @@ def _constant(a):
 _KEEP_SUPPORT = ("elementwise", "stripped", "batch_norm")
 
 
+def _hidden_domain(value, bounded):
+    """The domain of hidden units merged with input values: no support, zero bounds."""
+    zeros = tf.zeros_like(value[:1])
+    return R.Domain(zeros, zeros if bounded else None, zeros if bounded else None, tf.ones_like(value[:1]))
+
+
+def _moved(node, masks):
+    """0/1 masks moved (or merged) the way the node moves values."""
+    return [tf.cast(m > 0, m.dtype) for m in node.forward(masks)]
+
+
 def _propagate(domains, node):
-    """Domains of a node's outputs from those of its inputs: supports follow the layer's
-    moves (padding adds zeros), bounds map through it (monotone layers keep the order)."""
+    """Domains of a node's outputs from those of its inputs: supports and hidden masks
+    follow the layer's moves (padding adds zeros; an entry mixing input values and
+    hidden units counts as hidden), bounds map through it (monotone layers keep the order)."""
     if node.kind in _KEEP_SUPPORT:
-        supports = [domains[0].support]
+        supports, hidden = [domains[0].support], [domains[0].hidden]
     else:
-        supports = [tf.cast(s > 0, s.dtype) for s in node.forward([d.support for d in domains])]
+        supports = _moved(node, [d.support for d in domains])
+        hidden = [None] * len(supports)
+        if any(d.hidden is not None for d in domains):
+            hidden = _moved(node, [tf.zeros_like(d.support) if d.hidden is None else d.hidden for d in domains])
+            supports = [s * (1 - h) for s, h in zip(supports, hidden)]
     if any(d.low is None for d in domains):
-        return [R.Domain(s) for s in supports]
+        return [R.Domain(s, hidden=h) for s, h in zip(supports, hidden)]
     lows = node.forward([d.low for d in domains])
     highs = node.forward([d.high for d in domains])
-    return [R.Domain(s, tf.minimum(lo, hi), tf.maximum(lo, hi)) for s, lo, hi in zip(supports, lows, highs)]
+    return [R.Domain(s, tf.minimum(lo, hi), tf.maximum(lo, hi), h) for s, lo, hi, h in zip(supports, lows, highs, hidden)]
 
 
 def _per_sample_sum(t):
@@ -381,11 +412,12 @@ class DTD(Analyzer):
 
     ``DTD(model)``: inputs in ℝ^d, w² rule at the first layer, z⁺ above.
     ``DTD(model, input_range=(0, 1))``: bounded inputs, z^B at the first layer.
-    Maps are conservative (they sum to max(f, 0)) and positive.
+    Maps are conservative (they sum to max(f, 0)) and positive. Relevance passes through
+    activations other than ReLU with a :class:`NonReLUWarning`; ``strict=True`` refuses them.
     """
 
-    def __init__(self, model, input_range=None, **kwargs):
-        super().__init__(model, presets.dtd(input_range), input_range=input_range, **kwargs)
+    def __init__(self, model, input_range=None, strict=False, **kwargs):
+        super().__init__(model, presets.dtd(input_range, strict), input_range=input_range, **kwargs)
 
 
 class LRP(Analyzer):
@@ -411,8 +443,9 @@ class Gradient(Analyzer):
 
     def _relevance(self, inputs, indices, all_outputs, keep_layers):
         self.trace_count += 1
-        values, _, tape = self._forward(inputs)
-        f = values[self._output_id]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(inputs)
+            f = self._forward(inputs)[0][self._output_id]
         mask, score = self._select(f, indices, all_outputs)
         grads = tape.gradient(f, inputs, output_gradients=mask)
         if self.postprocess == "abs":

@@ -1,18 +1,40 @@
 """Trace a Keras 3 functional or Sequential model into an ordered list of nodes.
 
 This is the only module that touches Keras internals (``_nodes_by_depth``,
-``_functional``, ``Node.arguments``). Nested models are expanded in place, so
-the relevance pass sees one flat graph of layers.
+``_functional``, ``Node.arguments``, the classes of ``keras.ops`` operations and of
+the layers ``keras.applications`` defines for itself). Nested models are expanded
+in place, so the relevance pass sees one flat graph of layers and operations.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from typing import Any
 
 import keras
+from keras.src.applications.convnext import LayerScale, StochasticDepth
+from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
 from keras.src.models.functional import Functional
+
+# Layers that keras.applications defines for itself (not exported by keras.layers).
+APPLICATION_LAYERS = {"CustomScaleLayer": CustomScaleLayer, "LayerScale": LayerScale,
+                      "StochasticDepth": StochasticDepth}
+
+
+def operation_name(operation) -> str | None:
+    """snake_case name of a ``keras.ops`` operation used on symbolic tensors in a functional
+    model ('add', 'multiply', 'mean', 'leaky_relu', ...), or None for a layer."""
+    if isinstance(operation, keras.layers.Layer) or not type(operation).__module__.startswith("keras.src.ops"):
+        return None
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", type(operation).__name__).lower()
+
+
+def constant_arguments(node) -> list:
+    """The non-tensor positional arguments of a traced call (e.g. the 3.0 of ``x + 3.0``)."""
+    tensors = {id(t) for t in node.arguments.keras_tensors}
+    return [a for a in node.arguments.args if id(a) not in tensors]
 
 
 class ModelNotTraceableError(TypeError):
@@ -25,7 +47,10 @@ class Node:
 
     ``inputs``/``outputs`` are ids of tensors in the traced graph; ``path`` names
     the layer, prefixed with the names of the models it is nested in. The fields
-    after ``path`` are filled in by :mod:`keras_dtd.canonize`.
+    after ``arguments`` are filled in by :mod:`keras_dtd.canonize`: ``kind`` and
+    ``op`` (see :mod:`keras_dtd.layers`), the ``activation`` applied after ``op``,
+    which inputs are non-negative by construction, and for a gate which input is
+    the ``signal``.
     """
 
     layer: keras.layers.Layer
@@ -38,12 +63,14 @@ class Node:
     op: Any = None
     activation: str = "linear"
     nonnegative_inputs: tuple[bool, ...] = ()
+    signal: int | None = None
 
-    def forward(self, inputs):
-        """Output tensors of this node for the given input tensors (inference mode)."""
+    def forward(self, inputs, kernel=None):
+        """Output tensors of this node for the given input tensors (inference mode). A node
+        with a linear map may be given its kernel, as computed once per pass."""
         if self.op is not None:
-            z = self.op.add_bias(self.op.apply(inputs, self.op.kernel()))
-            return [keras.ops.relu(z) if self.activation == "relu" else z]
+            z = self.op.evaluate(inputs, kernel)
+            return [z if self.activation == "linear" else self.layer.activation(z)]
         if self.kind == "stripped":
             return [inputs[0]]
         tensor_dict = {id(t): x for t, x in zip(self.arguments.keras_tensors, inputs)}

@@ -1,13 +1,21 @@
-"""How keras_dtd sees each supported Keras layer: its kind, and for linear layers a linear map.
+"""How keras_dtd sees each Keras layer or ``keras.ops`` operation: its kind, and for
+linear ones a linear map (:class:`LinearOp`) that rules evaluate with modified weights.
 
-Kinds:
-  ``kernel``       Dense, Conv1D/2D/3D: z = x·W + b
-  ``average_pool`` average pooling (also global): a linear map with fixed weights 1/N
-  ``max_pool``     max pooling (also global)
-  ``add``          Add: z = Σ_k x_k
-  ``batch_norm``   BatchNormalization not folded into a kernel layer: z = x·s + b
-  ``structural``   layers that only move values: Flatten, Reshape, Permute, Concatenate, padding, cropping
-  ``elementwise``  layers whose relevance passes through unchanged: ReLU, Dropout, Rescaling, ...
+Kinds (one table, ``_LAYER_KINDS``, says which layer class has which):
+  ``kernel``       a linear map with learned weights, z = x·W + b: Dense, Conv, DepthwiseConv,
+                   ConvTranspose, LayerNormalization (1/σ held constant), ``x @ constant``
+  ``separable``    SeparableConv: split by :mod:`keras_dtd.canonize` into a depthwise and a
+                   pointwise ``kernel`` node
+  ``pool``         a fixed linear map with non-negative weights: average pooling, ``mean``/``sum``
+  ``add``          a weighted sum of tensors: Add, Average, Subtract, InceptionResNet's
+                   CustomScaleLayer
+  ``batch_norm``   BatchNormalization that no kernel layer absorbs: z = x·s + t
+  ``max_pool``     the largest input wins: max pooling, Maximum, Minimum
+  ``gate``         Multiply of a signal by gates (squeeze-excitation, gated units)
+  ``embedding``    Embedding lookup: relevance of a token = its vector's relevance
+  ``structural``   layers that only move values: Flatten, Reshape, Concatenate, padding, UpSampling, ...
+  ``elementwise``  relevance passes unchanged: activations, Dropout, Rescaling, Normalization,
+                   LayerScale, ``x + constant``, ...
 """
 
 from __future__ import annotations
@@ -15,115 +23,202 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-_KINDS = (
-    ("kernel", (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)),
-    (
-        "average_pool",
-        (
-            keras.layers.AveragePooling1D,
-            keras.layers.AveragePooling2D,
-            keras.layers.AveragePooling3D,
-            keras.layers.GlobalAveragePooling1D,
-            keras.layers.GlobalAveragePooling2D,
-            keras.layers.GlobalAveragePooling3D,
-        ),
-    ),
-    (
-        "max_pool",
-        (
-            keras.layers.MaxPooling1D,
-            keras.layers.MaxPooling2D,
-            keras.layers.MaxPooling3D,
-            keras.layers.GlobalMaxPooling1D,
-            keras.layers.GlobalMaxPooling2D,
-            keras.layers.GlobalMaxPooling3D,
-        ),
-    ),
-    ("add", (keras.layers.Add,)),
-    ("batch_norm", (keras.layers.BatchNormalization,)),
-    (
-        "structural",
-        (
-            keras.layers.Flatten,
-            keras.layers.Reshape,
-            keras.layers.Permute,
-            keras.layers.Concatenate,
-            keras.layers.ZeroPadding1D,
-            keras.layers.ZeroPadding2D,
-            keras.layers.ZeroPadding3D,
-            keras.layers.Cropping1D,
-            keras.layers.Cropping2D,
-            keras.layers.Cropping3D,
-        ),
-    ),
-    (
-        "elementwise",
-        (
-            keras.layers.InputLayer,
-            keras.layers.Dropout,
-            keras.layers.SpatialDropout1D,
-            keras.layers.SpatialDropout2D,
-            keras.layers.SpatialDropout3D,
-            keras.layers.GaussianNoise,
-            keras.layers.GaussianDropout,
-            keras.layers.Identity,
-            keras.layers.Rescaling,
-            keras.layers.ReLU,
-            keras.layers.Activation,
-            keras.layers.Softmax,
-        ),
-    ),
-)
+from keras_dtd.graph import APPLICATION_LAYERS, constant_arguments, operation_name
 
-# Activations a hidden layer may have: relevance passes through them unchanged.
-HIDDEN_ACTIVATIONS = ("relu", "linear")
+KL = keras.layers
+
+_LAYER_KINDS = {
+    "kernel": (KL.Dense, KL.Conv1D, KL.Conv2D, KL.Conv3D, KL.DepthwiseConv1D, KL.DepthwiseConv2D,
+               KL.Conv1DTranspose, KL.Conv2DTranspose, KL.Conv3DTranspose, KL.LayerNormalization),
+    "separable": (KL.SeparableConv1D, KL.SeparableConv2D),
+    "pool": (KL.AveragePooling1D, KL.AveragePooling2D, KL.AveragePooling3D,
+             KL.GlobalAveragePooling1D, KL.GlobalAveragePooling2D, KL.GlobalAveragePooling3D),
+    "add": (KL.Add, KL.Average, KL.Subtract, APPLICATION_LAYERS["CustomScaleLayer"]),
+    "batch_norm": (KL.BatchNormalization,),
+    "max_pool": (KL.MaxPooling1D, KL.MaxPooling2D, KL.MaxPooling3D, KL.GlobalMaxPooling1D,
+                 KL.GlobalMaxPooling2D, KL.GlobalMaxPooling3D, KL.Maximum, KL.Minimum),
+    "gate": (KL.Multiply,),
+    "embedding": (KL.Embedding,),
+    "structural": (KL.Flatten, KL.Reshape, KL.Permute, KL.Concatenate, KL.RepeatVector,
+                   KL.ZeroPadding1D, KL.ZeroPadding2D, KL.ZeroPadding3D, KL.Cropping1D, KL.Cropping2D,
+                   KL.Cropping3D, KL.UpSampling1D, KL.UpSampling2D, KL.UpSampling3D),
+    "elementwise": (KL.InputLayer, KL.Dropout, KL.SpatialDropout1D, KL.SpatialDropout2D, KL.SpatialDropout3D,
+                    KL.AlphaDropout, KL.GaussianNoise, KL.GaussianDropout, KL.Identity, KL.Rescaling,
+                    KL.Normalization, KL.ReLU, KL.LeakyReLU, KL.PReLU, KL.ELU, KL.Activation, KL.Softmax,
+                    APPLICATION_LAYERS["LayerScale"], APPLICATION_LAYERS["StochasticDepth"]),
+}
+_KIND_OF_CLASS = {cls: kind for kind, classes in _LAYER_KINDS.items() for cls in classes}
+
+# keras.ops operations on symbolic tensors, by name: kind with one tensor argument (the
+# others constant), kind with several.
+_OPERATION_KINDS = {
+    "add": ("elementwise", "add"),
+    "subtract": ("elementwise", "add"),
+    "multiply": ("elementwise", "gate"),
+    "divide": ("elementwise", None),
+    "true_divide": ("elementwise", None),
+    "negative": ("elementwise", None),
+    "mean": ("pool", None),
+    "sum": ("pool", None),
+    "matmul": ("kernel", None),
+    "maximum": ("elementwise", "max_pool"),
+    "minimum": ("elementwise", "max_pool"),
+    "max": ("max_pool", None),
+    "concatenate": (None, "structural"),
+    "stack": (None, "structural"),
+    **{name: ("structural", None) for name in (
+        "reshape", "transpose", "expand_dims", "squeeze", "flatten", "get_item", "moveaxis",
+        "swapaxes", "repeat", "tile", "broadcast_to", "pad", "cast")},
+}
+
+# Elementwise activations: relevance passes through them (exact DTD only for relu/linear).
+ELEMENTWISE_ACTIVATIONS = frozenset({
+    "linear", "relu", "relu6", "bounded_relu", "leaky_relu", "thresholded_relu", "prelu", "elu", "selu",
+    "celu", "gelu", "silu", "swish", "hard_silu", "hard_swish", "hard_sigmoid", "sigmoid", "tanh",
+    "softplus", "softsign", "mish", "log_sigmoid", "exponential", "exp", "hard_tanh", "squareplus",
+    "sparse_plus", "sparse_sigmoid", "tanh_shrink", "soft_shrink", "hard_shrink", "threshold",
+})
+# The activations of ReLU networks, for which the DTD rules are derived.
+RELU_ACTIVATIONS = ("relu", "linear")
 # Activations stripped when they end the model: DTD explains the pre-activation score.
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+# Activations whose output is >= 0 (z⁺ can then skip its x⁻ term).
+NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "bounded_relu", "sigmoid", "hard_sigmoid", "softplus",
+                                     "exponential", "exp", "sparse_sigmoid", "squareplus"})
+# Activations that make a Multiply input a gate (values in [0, c]).
+GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6", "bounded_relu", "sparse_sigmoid"})
+# Elementwise layers after which values keep their sign (given the activation is linear).
+_SIGN_KEEPING = (KL.InputLayer, KL.Dropout, KL.SpatialDropout1D, KL.SpatialDropout2D, KL.SpatialDropout3D,
+                 KL.GaussianDropout, KL.Identity, KL.Activation, APPLICATION_LAYERS["StochasticDepth"])
 
 
-def kind_of(layer) -> str | None:
-    """The kind of a built-in layer (see module docstring), or None if unknown."""
-    for kind, classes in _KINDS:
-        if type(layer) in classes:
-            return kind
-    return None
+def kind_of(layer, n_tensor_inputs=1) -> str | None:
+    """The kind of a built-in layer or keras.ops operation (see module docstring), or None."""
+    name = operation_name(layer)
+    if name is None:
+        return _KIND_OF_CLASS.get(type(layer))
+    if name in _OPERATION_KINDS:
+        return _OPERATION_KINDS[name][0 if n_tensor_inputs == 1 else 1]
+    return "elementwise" if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else None
 
 
 def activation_name(layer) -> str:
-    """Name of a layer's activation: 'relu', 'linear', 'softmax', ... ('linear' if none)."""
-    if isinstance(layer, keras.layers.Softmax):
+    """Name of the elementwise function a layer or operation applies: 'relu', 'silu', ... ('linear' if none)."""
+    name = operation_name(layer)
+    if name is not None:
+        return name if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else "linear"
+    if isinstance(layer, KL.Softmax):
         return "softmax"
-    if isinstance(layer, keras.layers.ReLU):
-        plain = layer.max_value is None and not layer.negative_slope and not layer.threshold
-        return "relu" if plain else "relu_variant"
+    if isinstance(layer, KL.ReLU):
+        if layer.negative_slope:
+            return "leaky_relu"
+        if layer.threshold:
+            return "thresholded_relu"
+        if layer.max_value is not None:
+            return "relu6" if float(layer.max_value) == 6.0 else "bounded_relu"
+        return "relu"
+    for cls, name in ((KL.LeakyReLU, "leaky_relu"), (KL.PReLU, "prelu"), (KL.ELU, "elu")):
+        if isinstance(layer, cls):
+            return name
     activation = getattr(layer, "activation", None)
     if activation is None:
         return "linear"
     return getattr(activation, "__name__", type(activation).__name__)
 
 
-class LinearOp:
-    """A layer's pre-activation as a map linear in its inputs: z = apply(x, W) + b.
+def keeps_sign(node) -> bool:
+    """Whether a node's outputs are >= 0 whenever its inputs are (before its activation)."""
+    if node.kind in ("pool", "max_pool", "structural", "stripped"):
+        return True
+    if node.kind == "add":
+        return node.op.kernel(None) is None
+    if node.kind == "gate":
+        return True  # gates are >= 0; the sign is the signal's
+    return node.kind == "elementwise" and isinstance(node.layer, _SIGN_KEEPING)
 
-    ``kernel()`` returns W, or None for maps with fixed non-negative weights
-    (pooling, sums); ``apply(inputs, kernel)`` evaluates the map with any kernel
-    of W's shape (W⁺, W², ...), which rules use with the gradient trick;
-    ``add_bias(z)`` returns z + b. ``stack_axes()`` names the input and kernel axes
-    along which several (input, kernel) pairs can be concatenated into one call:
-    Σ_t apply(a_t, W_t) = apply([a_1 | a_2 | ...], [W_1; W_2; ...]), or None.
+
+# Activations that are not monotone: input bounds do not map through them.
+_NON_MONOTONE = frozenset({"gelu", "silu", "swish", "hard_silu", "hard_swish", "mish", "threshold"})
+
+
+def passes_domain(node) -> bool:
+    """Whether what is known about a model input's entries (support, bounds) carries through
+    this node to the next layer: true for layers that move, pool, sum or monotonically
+    rescale values; false for kernel layers (their outputs are hidden units), gates,
+    embeddings and non-monotone activations."""
+    if node.kind in ("pool", "add", "batch_norm", "max_pool", "structural", "stripped"):
+        return True
+    return node.kind == "elementwise" and node.activation not in _NON_MONOTONE
+
+
+def linear_op(node, batch_norm=None) -> LinearOp | None:
+    """The linear map of a ``kernel``, ``pool``, ``add`` or ``batch_norm`` node, with an
+    optional BatchNormalization folded into a kernel layer."""
+    layer, kind = node.layer, node.kind
+    if kind == "kernel":
+        if operation_name(layer) == "matmul":
+            return MatmulOp(node)
+        if isinstance(layer, KL.LayerNormalization):
+            return LayerNormOp(layer)
+        if isinstance(layer, KL.Dense):
+            return DenseOp(layer, layer.kernel, layer.bias, batch_norm)
+        if isinstance(layer, (KL.DepthwiseConv1D, KL.DepthwiseConv2D)):
+            return DepthwiseOp(layer, layer.kernel, layer.bias, batch_norm)
+        if isinstance(layer, (KL.Conv1DTranspose, KL.Conv2DTranspose, KL.Conv3DTranspose)):
+            return TransposeOp(layer, layer.kernel, layer.bias, batch_norm)
+        return ConvOp(layer, layer.kernel, layer.bias, batch_norm)
+    if kind == "pool":
+        return FixedLinearOp(node)
+    if kind == "add":
+        if isinstance(layer, KL.Average):
+            return FixedLinearOp(node)
+        if isinstance(layer, APPLICATION_LAYERS["CustomScaleLayer"]):
+            return WeightedSumOp((1.0, float(layer.scale)))
+        if isinstance(layer, KL.Subtract) or operation_name(layer) == "subtract":
+            return WeightedSumOp((1.0, -1.0))
+        return WeightedSumOp(None)
+    if kind == "batch_norm":
+        return BatchNormOp(layer)
+    return None
+
+
+def separable_ops(layer, batch_norm=None) -> tuple[LinearOp, LinearOp]:
+    """A SeparableConv as (depthwise map, pointwise 1×1 convolution with the bias)."""
+    ones = (1,) * len(layer.strides)
+    depthwise = DepthwiseOp(layer, layer.depthwise_kernel, None)
+    pointwise = ConvOp(layer, layer.pointwise_kernel, layer.bias, batch_norm, strides=ones, padding="valid",
+                       dilation_rate=ones)
+    return depthwise, pointwise
+
+
+class LinearOp:
+    """A node's pre-activation as a map linear in its inputs: z = apply(x, W) + b.
+
+    ``kernel(inputs)`` returns W (given the layer's actual inputs, for maps such as
+    LayerNormalization whose W depends on them), or None for maps with fixed
+    non-negative weights (pooling, sums); ``apply(inputs, kernel)`` evaluates the map
+    with any kernel of W's shape (W⁺, W², ...: every rule modifies W elementwise), which
+    rules use with the gradient trick; ``add_bias(z)`` returns z + b. ``stack_axes()``
+    names the input and kernel axes along which several (input, kernel) pairs can be
+    concatenated into one call: Σ_t apply(a_t, W_t) = apply([a_1 | a_2 | ...], [W_1; W_2; ...]),
+    or None.
     """
 
-    def kernel(self):
-        return None
-
-    def stack_axes(self):
+    def kernel(self, inputs):
         return None
 
     def add_bias(self, z):
         return z
 
+    def stack_axes(self):
+        return None
+
     def apply(self, inputs, kernel):
         raise NotImplementedError
+
+    def evaluate(self, inputs, kernel=None):
+        """z = apply(x, W) + b with the true kernel (or the one given, computed once per pass)."""
+        return self.add_bias(self.apply(inputs, self.kernel(inputs) if kernel is None else kernel))
 
 
 def _batch_norm_scale_shift(bn, dtype):
@@ -137,65 +232,187 @@ def _batch_norm_scale_shift(bn, dtype):
     return scale, shift
 
 
-class KernelOp(LinearOp):
-    """Dense or Conv layer, optionally with a BatchNormalization folded in:
-    W' = W·s, b' = (b − μ)·s + β (computed from live variables, never written back)."""
+def _to_channels_last(x):
+    return tf.transpose(x, [0, *range(2, x.shape.rank), 1])
 
-    def __init__(self, layer, batch_norm=None):
+
+def _to_channels_first(z):
+    return tf.transpose(z, [0, z.shape.rank - 1, *range(1, z.shape.rank - 1)])
+
+
+class KernelOp(LinearOp):
+    """A layer's kernel and bias variables, optionally with a BatchNormalization folded in:
+    W' = W·s (per output channel), b' = (b − μ)·s + β, computed from the live variables
+    and never written back. channels_first inputs are computed in channels_last (CPUs
+    without oneDNN have no NCHW convolutions)."""
+
+    def __init__(self, layer, kernel, bias, batch_norm=None, **conv_args):
         self.layer = layer
+        self._kernel = kernel
+        self._bias = bias
         self.batch_norm = batch_norm
         self.channels_first = getattr(layer, "data_format", None) == "channels_first"
+        self.conv_args = {
+            "strides": conv_args.get("strides", getattr(layer, "strides", None)),
+            "padding": conv_args.get("padding", getattr(layer, "padding", None)),
+            "dilation_rate": conv_args.get("dilation_rate", getattr(layer, "dilation_rate", None)),
+        }
 
-    def _dtype(self):
-        return self.layer.kernel.dtype
+    def kernel(self, inputs):
+        kernel = tf.convert_to_tensor(self._kernel)
+        if self.batch_norm is None:
+            return kernel
+        scale, _ = _batch_norm_scale_shift(self.batch_norm, kernel.dtype)
+        return self._scale_outputs(kernel, scale)
 
-    def stack_axes(self):
-        if getattr(self.layer, "groups", 1) != 1:
-            return None
-        return (1 if self.channels_first else -1), -2 if self.layer.kernel.ndim > 2 else 0
-
-    def kernel(self):
-        kernel = tf.convert_to_tensor(self.layer.kernel)
-        if self.batch_norm is not None:
-            scale, _ = _batch_norm_scale_shift(self.batch_norm, kernel.dtype)
-            kernel = kernel * scale
-        return kernel
+    def _scale_outputs(self, kernel, scale):
+        """W with each output channel's weights multiplied by its scale."""
+        return kernel * scale
 
     def add_bias(self, z):
-        layer = self.layer
-        bias = tf.convert_to_tensor(layer.bias) if layer.use_bias else None
+        bias = None if self._bias is None else tf.convert_to_tensor(self._bias)
         if self.batch_norm is not None:
-            scale, shift = _batch_norm_scale_shift(self.batch_norm, self._dtype())
+            scale, shift = _batch_norm_scale_shift(self.batch_norm, self._kernel.dtype)
             bias = shift if bias is None else bias * scale + shift
         if bias is None:
             return z
         if self.channels_first:
-            bias = tf.reshape(bias, (-1,) + (1,) * layer.rank)
+            bias = tf.reshape(bias, (-1,) + (1,) * (z.shape.rank - 2))
         return z + bias
 
     def apply(self, inputs, kernel):
         (x,) = inputs
-        if isinstance(self.layer, keras.layers.Dense):
-            return tf.tensordot(x, kernel, axes=[[-1], [0]]) if x.shape.rank > 2 else tf.matmul(x, kernel)
-        layer = self.layer
-        if self.channels_first:  # CPUs without oneDNN have no NCHW convolution: compute in NHWC
-            x = tf.transpose(x, [0, *range(2, x.shape.rank), 1])
-        padding = layer.padding
-        if padding == "causal":  # Conv1D: pad on the left, then a valid convolution
-            left = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
-            x = tf.pad(x, [[0, 0], [left, 0], [0, 0]])
-            padding = "valid"
-        z = keras.ops.conv(
-            x,
-            kernel,
-            strides=list(layer.strides),
-            padding=padding,
-            dilation_rate=layer.dilation_rate,
-            data_format="channels_last",
-        )
-        if self.channels_first:
-            z = tf.transpose(z, [0, z.shape.rank - 1, *range(1, z.shape.rank - 1)])
+        if not self.channels_first:
+            return self._map(x, kernel)
+        return _to_channels_first(self._map(_to_channels_last(x), kernel))
+
+    def _map(self, x, kernel):
+        """The map on channels_last input."""
+        raise NotImplementedError
+
+
+class DenseOp(KernelOp):
+    """Dense: z = x·W + b (over the last axis)."""
+
+    def stack_axes(self):
+        return -1, 0
+
+    def _map(self, x, kernel):
+        return tf.tensordot(x, kernel, axes=[[-1], [0]]) if x.shape.rank > 2 else tf.matmul(x, kernel)
+
+
+class ConvOp(KernelOp):
+    """Conv1D/2D/3D (strides, valid/same/causal padding, dilation, groups)."""
+
+    def stack_axes(self):
+        if self.layer.groups != 1:
+            return None
+        return (1 if self.channels_first else -1), -2
+
+    def _map(self, x, kernel):
+        args = dict(self.conv_args)
+        if args["padding"] == "causal":  # Conv1D: pad on the left, then a valid convolution
+            x = tf.pad(x, [[0, 0], [args["dilation_rate"][0] * (kernel.shape[0] - 1), 0], [0, 0]])
+            args["padding"] = "valid"
+        groups = x.shape[-1] // kernel.shape[-2]
+        if groups == 1:
+            return keras.ops.conv(x, kernel, data_format="channels_last", **args)
+        # grouped: one convolution per group (TensorFlow has no grouped convolution on CPU)
+        pieces = zip(tf.split(x, groups, axis=-1), tf.split(kernel, groups, axis=-1))
+        return tf.concat([keras.ops.conv(a, k, data_format="channels_last", **args) for a, k in pieces], -1)
+
+
+class DepthwiseOp(KernelOp):
+    """DepthwiseConv1D/2D (and the depthwise half of a SeparableConv): kernel (..., in, mult),
+    output channel c·mult + m."""
+
+    def _scale_outputs(self, kernel, scale):
+        return kernel * tf.reshape(scale, kernel.shape[-2:])
+
+    def _map(self, x, kernel):
+        return keras.ops.depthwise_conv(x, kernel, data_format="channels_last", **self.conv_args)
+
+
+class TransposeOp(KernelOp):
+    """Conv1D/2D/3DTranspose: kernel (..., out, in)."""
+
+    def stack_axes(self):
+        return (1 if self.channels_first else -1), -1
+
+    def _scale_outputs(self, kernel, scale):
+        return kernel * scale[:, None]
+
+    def _map(self, x, kernel):
+        return keras.ops.conv_transpose(x, kernel, output_padding=self.layer.output_padding,
+                                        data_format="channels_last", **self.conv_args)
+
+
+class LayerNormOp(LinearOp):
+    """LayerNormalization with 1/σ held constant (Ali et al., ICML 2022), a map linear in x:
+    z_j = Σ_i (δ_ij − c/N) γ_j/σ · x_i + β_j over the N normalized entries (c = 1 when
+    centering, 0 for rms_scaling). Its kernel holds the diagonal entries (1 − c/N) γ_j/σ
+    and the off-diagonal entries −c γ_j/(Nσ), stacked on a leading axis, so elementwise
+    weight modifiers (W⁺, W², ...) apply to the full matrix."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.centered = not layer.rms_scaling
+
+    def _axes(self, x):
+        axes = self.layer.axis if isinstance(self.layer.axis, (list, tuple)) else [self.layer.axis]
+        return [a % x.shape.rank for a in axes]
+
+    def _parameter(self, variable, x):
+        """γ or β shaped to broadcast against x."""
+        shape = [1] * x.shape.rank
+        for a in self._axes(x):
+            shape[a] = x.shape[a]
+        return tf.reshape(tf.cast(variable, x.dtype), shape)
+
+    def kernel(self, inputs):
+        (x,) = inputs
+        axes = self._axes(x)
+        _, variance = tf.nn.moments(x, axes, keepdims=True)
+        gain = tf.math.rsqrt(variance + self.layer.epsilon)
+        if self.layer.scale:
+            gain = gain * self._parameter(self.layer.gamma, x)
+        gain = tf.broadcast_to(gain, tf.shape(x))
+        if not self.centered:
+            return gain[None]
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
+        return tf.stack([(1.0 - 1.0 / n) * gain, -gain / n])
+
+    def add_bias(self, z):
+        return z + self._parameter(self.layer.beta, z) if self.layer.center else z
+
+    def apply(self, inputs, kernel):
+        (x,) = inputs
+        z = x * kernel[0]
+        if self.centered:  # Σ_{i≠j} x_i O_j = (Σ_i x_i − x_j) O_j
+            total = tf.reduce_sum(x, axis=self._axes(x), keepdims=True)
+            z = z + (total - x) * kernel[1]
         return z
+
+
+class MatmulOp(LinearOp):
+    """``keras.ops.matmul(x, W)`` with a constant W: z = x·W."""
+
+    def __init__(self, node):
+        constants = constant_arguments(node)
+        if len(constants) != 1 or node.arguments.args[0] is constants[0]:
+            raise ValueError(f"Operation '{node.path}': only matmul(tensor, constant) is a linear map.")
+        self._kernel = tf.constant(constants[0])
+
+    def kernel(self, inputs):
+        return tf.cast(self._kernel, inputs[0].dtype) if inputs else self._kernel
+
+    def stack_axes(self):
+        return -1, -2
+
+    def apply(self, inputs, kernel):
+        return tf.linalg.matmul(inputs[0], kernel) if inputs[0].shape.rank > 2 else tf.matmul(inputs[0], kernel)
 
 
 class BatchNormOp(LinearOp):
@@ -209,7 +426,7 @@ class BatchNormOp(LinearOp):
         shape[self.layer.axis] = -1
         return tf.reshape(v, shape)
 
-    def kernel(self):
+    def kernel(self, inputs):
         scale, _ = _batch_norm_scale_shift(self.layer, self.layer.moving_variance.dtype)
         return scale
 
@@ -222,19 +439,31 @@ class BatchNormOp(LinearOp):
         return x * self._broadcast(kernel, x.shape.rank)
 
 
-class PoolOp(LinearOp):
-    """Average pooling: fixed weights 1/N over each window."""
+class FixedLinearOp(LinearOp):
+    """A map with fixed non-negative weights evaluated by the layer itself (average pooling,
+    Average, mean, sum)."""
 
-    def __init__(self, layer):
-        self.layer = layer
-
-    def apply(self, inputs, kernel):
-        (x,) = inputs
-        return self.layer(x)
-
-
-class SumOp(LinearOp):
-    """Add: z = Σ_k x_k (fixed weights 1)."""
+    def __init__(self, node):
+        self.node = node
 
     def apply(self, inputs, kernel):
-        return tf.add_n(list(inputs))
+        tensor_dict = {id(t): x for t, x in zip(self.node.arguments.keras_tensors, inputs)}
+        args, kwargs = self.node.arguments.fill_in(tensor_dict)
+        return self.node.layer(*args, **kwargs)
+
+
+class WeightedSumOp(LinearOp):
+    """z = Σ_k c_k x_k: Add (c = 1, kernel None), Subtract (1, −1), CustomScaleLayer (1, scale)."""
+
+    def __init__(self, weights):
+        self.weights = weights
+
+    def kernel(self, inputs):
+        if self.weights is None:
+            return None
+        return tf.constant(self.weights, dtype=inputs[0].dtype if inputs else tf.float32)
+
+    def apply(self, inputs, kernel):
+        if kernel is None:
+            return tf.add_n(list(inputs))
+        return tf.add_n([kernel[k] * x for k, x in enumerate(inputs)])

@@ -13,34 +13,47 @@ import dataclasses
 
 from keras_dtd import layers as L
 from keras_dtd import rules as R
+from keras_dtd.graph import operation_name
 
 
 class UnsupportedLayerError(TypeError):
     """A layer for which no relevance rule is known."""
 
 
+class NonReLUWarning(UserWarning):
+    """DTD passes relevance through activations other than ReLU: the map stays conservative
+    and positive, but the paper's root-point derivation assumes ReLU."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """Rules by layer kind (see :mod:`keras_dtd.layers`)."""
+    """Rules by layer kind (see :mod:`keras_dtd.layers`). ``non_relu``: what to do with
+    hidden activations other than ReLU, through which relevance passes: "pass", "warn"
+    (one :class:`NonReLUWarning` naming the layers) or "refuse"."""
 
     name: str
     kernel: R.Rule
     first_kernel: R.Rule
-    average_pool: R.Rule = R.ZPlus()
+    pool: R.Rule = R.ZPlus()
     add: R.Rule = R.ZPlus()
     batch_norm: R.Rule = R.ZPlus()
     max_pool: R.Rule = R.WinnerTakeAll()
+    gate: R.Rule = R.Gate()
+    embedding: R.Rule = R.EmbeddingSum()
     structural: R.Rule = R.Route()
     elementwise: R.Rule = R.PassThrough()
+    non_relu: str = "pass"
 
 
-def dtd(input_range=None) -> Preset:
-    """Deep Taylor Decomposition: w² (or z^B with ``input_range``) first, z⁺ above."""
+def dtd(input_range=None, strict=False) -> Preset:
+    """Deep Taylor Decomposition: w² (or z^B with ``input_range``) first, z⁺ above.
+    Activations other than ReLU pass relevance on with a warning (refused if ``strict``)."""
     bounded = input_range is not None
     return Preset(
         name="deep_taylor.bounded" if bounded else "deep_taylor",
         kernel=R.ZPlus(),
         first_kernel=R.ZBox() if bounded else R.WSquare(),
+        non_relu="refuse" if strict else "warn",
     )
 
 
@@ -50,7 +63,7 @@ def lrp(rule: R.Rule, first_rule: R.Rule | None = None, name: str = "lrp") -> Pr
         name=name,
         kernel=rule,
         first_kernel=first_rule or rule,
-        average_pool=rule,
+        pool=rule,
         add=rule,
         batch_norm=rule,
     )
@@ -79,42 +92,76 @@ def unregister_rule(layer_class: type) -> None:
 
 
 def assign(graph, preset: Preset, layer_rules=None) -> tuple[R.Rule, ...]:
-    """One rule per node of the canonized ``graph``."""
+    """One rule per node of the canonized ``graph``; refuses non-ReLU activations if the
+    preset says so (see :func:`non_relu_warning` for "warn")."""
     layer_rules = layer_rules or {}
     first = _first_kernel_nodes(graph)
     chosen = []
+    non_relu = []
     for k, node in enumerate(graph.nodes):
         rule = layer_rules.get(node.path) or layer_rules.get(node.layer.name)
         if rule is None:
             rule = next((r for c, r in _REGISTRY if isinstance(node.layer, c)), None)
         if rule is None:
             rule = _preset_rule(node, preset, k in first)
+            if node.activation not in L.RELU_ACTIVATIONS:
+                non_relu.append(f"{node.path} ({node.activation})")
         chosen.append(rule)
+    if non_relu and preset.non_relu == "refuse":
+        raise UnsupportedLayerError(
+            f"strict=True: {len(non_relu)} layers use activations other than ReLU: {_listed(non_relu)}. Deep "
+            "Taylor rules are derived for ReLU networks; without strict=True relevance passes through them."
+        )
     unknown = set(layer_rules) - {n.path for n in graph.nodes} - {n.layer.name for n in graph.nodes}
     if unknown:
         raise ValueError(
             f"layer_rules names layers the model does not have: {sorted(unknown)} (a BatchNormalization "
             "folded into the Dense/Conv before it has no rule of its own)."
         )
-    return tuple(chosen)
+    return tuple(chosen), tuple(non_relu)
+
+
+def _listed(names, limit=8):
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def non_relu_warning(non_relu) -> str:
+    """The message of the :class:`NonReLUWarning` for these layers ("path (activation)")."""
+    return (
+        f"{len(non_relu)} layers use activations other than ReLU: {_listed(list(non_relu))}. Relevance passes "
+        "through them unchanged, so the map stays conservative and positive, but the deep Taylor (root "
+        "point) interpretation is approximate there. DTD(..., strict=True) refuses such models."
+    )
 
 
 def _preset_rule(node, preset: Preset, is_first: bool) -> R.Rule:
     kind = node.kind
     if kind is None:
         cls = type(node.layer).__name__
+        if operation_name(node.layer) is not None:
+            raise UnsupportedLayerError(
+                f"Operation '{node.path}' (keras.ops.{operation_name(node.layer)}, used on symbolic tensors "
+                f"with {len(node.inputs)} tensor input(s)) has no relevance rule in keras_dtd. Give it one by "
+                f"name, e.g. layer_rules={{'{node.layer.name}': keras_dtd.rules.PassThrough()}}, or wrap the "
+                "computation in a Keras layer and register a rule for that layer's class."
+            )
         raise UnsupportedLayerError(
             f"Layer '{node.path}' of type {cls} is not supported by keras_dtd. Register a rule "
             f"for it, e.g. keras_dtd.register_rule({cls}, keras_dtd.rules.PassThrough()) for a "
             "layer that keeps relevance as it is, or pass layer_rules={'"
             f"{node.layer.name}': rule}} to the analyzer."
         )
-    if node.activation not in L.HIDDEN_ACTIVATIONS:
+    if node.activation not in L.ELEMENTWISE_ACTIVATIONS:
         raise UnsupportedLayerError(
-            f"Layer '{node.path}' ({type(node.layer).__name__}) has activation "
-            f"'{node.activation}'. Deep Taylor rules need ReLU networks: hidden layers may use "
-            f"{'/'.join(L.HIDDEN_ACTIVATIONS)}, and {'/'.join(L.OUTPUT_ACTIVATIONS)} only on "
-            "the output (it is stripped). Register a rule for this layer to override."
+            f"Layer '{node.path}' ({type(node.layer).__name__}) has activation '{node.activation}', which "
+            f"is not elementwise; {'/'.join(L.OUTPUT_ACTIVATIONS)} are accepted only on the output (where "
+            "they are stripped). Register a rule for this layer to override."
+        )
+    if kind == "gate" and node.signal is None:
+        raise UnsupportedLayerError(
+            f"Layer '{node.path}' ({type(node.layer).__name__}) multiplies {len(node.inputs)} tensors, and "
+            "keras_dtd cannot tell the signal from the gate (a gate is produced by a sigmoid-like "
+            f"activation). Name the gate: DTD(model, gates={{'{node.layer.name}': '<layer producing the gate>'}})."
         )
     if kind == "kernel":
         return preset.first_kernel if is_first else preset.kernel
@@ -124,14 +171,15 @@ def _preset_rule(node, preset: Preset, is_first: bool) -> R.Rule:
 
 
 def _first_kernel_nodes(graph) -> set[int]:
-    """Indices of kernel nodes reached from a model input through no other kernel layer."""
-    before_kernels = set(graph.inputs)
+    """Indices of kernel nodes that see model input values: reached from a model input
+    through layers that pass its domain on (:func:`keras_dtd.layers.passes_domain`)."""
+    reached = set(graph.inputs)
     first = set()
     for k, node in enumerate(graph.nodes):
-        if not any(i in before_kernels for i in node.inputs):
+        if not any(i in reached for i in node.inputs):
             continue
         if node.kind == "kernel":
             first.add(k)
-        else:
-            before_kernels.update(node.outputs)
+        elif L.passes_domain(node):
+            reached.update(node.outputs)
     return first

@@ -7,9 +7,9 @@ term t pairs an input a_t (x, x⁺, the bound l, ...) with a weight variant
 (W, W⁺, W², ...) and J_t is the layer's linear map with that variant. A zero
 denominator gives zero relevance, never NaN.
 
-Every rule works on any layer with a linear map (Dense, Conv, average pooling,
-Add, BatchNormalization); for maps with fixed non-negative weights (pooling,
-sums) W⁺ = W, W⁻ = 0 and W² ∝ W within each window.
+Every rule works on any node with a linear map (Dense, Conv, depthwise, transposed,
+LayerNormalization, average pooling, Add, BatchNormalization); for maps with fixed
+non-negative weights (pooling, sums) W⁺ = W, W⁻ = 0 and W² ∝ W within each window.
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ import tensorflow as tf
 class Domain:
     """What is known about a layer input reached from a model input through layers that
     only move, pool or rescale values (the input of a first kernel layer):
-    ``support`` is 1 where an entry is a real input value and 0 where it is padding;
-    ``low``/``high`` bound its values (from the analyzer's ``input_range``).
+    ``support`` is 1 where an entry is a real input value and 0 where it is padding or
+    a hidden unit; ``low``/``high`` bound the input values (from the analyzer's
+    ``input_range``; 0 elsewhere); ``hidden`` is 1 at hidden units when the tensor mixes
+    them with input values (e.g. ``Concatenate()([input, conv_output])``), else None.
     Tensors have one sample's shape with batch size 1; missing parts are None."""
 
     support: Any = None
     low: Any = None
     high: Any = None
+    hidden: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,19 +41,21 @@ class LayerCall:
     """One call of a layer in the forward pass, as a rule sees it.
 
     ``node``: the traced node (layer, kind, linear map ``node.op``); ``inputs``/``outputs``:
-    its tensors; ``domains``: a :class:`Domain` or None per input; ``vjp(cotangents)``: the
+    its tensors; ``kernel``: the weights W of ``node.op`` in this call (None if fixed);
+    ``domains``: a :class:`Domain` or None per input; ``vjp(cotangents)``: the
     vector–Jacobian product of the recorded forward call, one result per input.
     """
 
     node: Any
     inputs: list
     outputs: list
+    kernel: Any
     domains: list
     vjp: Callable
 
 
 def _support(call):
-    """Per input: 1 at real input entries, 0 at padding (all ones when unknown)."""
+    """Per input: 1 at real input entries, 0 at padding and hidden units (all ones when unknown)."""
     out = []
     for x, domain in zip(call.inputs, call.domains):
         if domain is None or domain.support is None:
@@ -58,6 +63,23 @@ def _support(call):
         else:
             out.append(tf.broadcast_to(tf.cast(domain.support, x.dtype), tf.shape(x)))
     return out
+
+
+def _hidden_parts(call):
+    """Per input: its hidden units (x where the domain marks them hidden, 0 elsewhere), or
+    None when no input of the call mixes input values with hidden units."""
+    if not any(d is not None and d.hidden is not None for d in call.domains):
+        return None
+    return [tf.zeros_like(x) if d is None or d.hidden is None else x * tf.cast(d.hidden, x.dtype)
+            for x, d in zip(call.inputs, call.domains)]
+
+
+def _hidden_zplus_terms(call):
+    """z⁺ terms x⁺W⁺ + x⁻W⁻ of the hidden units of a first layer's mixed input."""
+    hidden = _hidden_parts(call)
+    if hidden is None:
+        return []
+    return [([tf.nn.relu(h) for h in hidden], _positive), ([tf.minimum(h, tf.zeros_like(h)) for h in hidden], _negative)]
 
 
 class Rule:
@@ -97,8 +119,36 @@ class Route(Rule):
 
 
 class WinnerTakeAll(Route):
-    """Max pooling: the whole relevance R_j of a window goes to its maximal input
-    (R_i = Σ_j [i = argmax_window(j)] R_j)."""
+    """Max pooling, Maximum, Minimum: the whole relevance R_j of a window goes to its
+    winning input (R_i = Σ_j [i = argmax_window(j)] R_j)."""
+
+
+class Gate(Rule):
+    """A multiplicative gate y = x ⊙ g (squeeze-excitation, gated units; Arras et al. 2017):
+    the signal x keeps all relevance, R_x = R_y (summed over axes x was broadcast along),
+    and the gates g get none."""
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        k = call.node.signal
+        if k is None:
+            raise ValueError(f"Layer '{call.node.path}' has no known signal input; name its gate with gates=....")
+        x = call.inputs[k]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            spread = tf.broadcast_to(x, tf.shape(r))
+        out = [None] * len(call.inputs)
+        out[k] = tape.gradient(spread, x, output_gradients=r)
+        return out
+
+
+class EmbeddingSum(Rule):
+    """Embedding: the relevance of a token is that of its vector, R_t = Σ_d R_(t,d);
+    the map has the shape of the integer input."""
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        return [tf.reduce_sum(r, axis=-1)]
 
 
 def _identity(w):
@@ -136,13 +186,13 @@ class Proportional(Rule):
     def terms(self, call):
         raise NotImplementedError
 
-    def denominator(self, node, z):
+    def denominator(self, call, z):
         return z
 
     def relevance(self, call, relevance):
         _require_linear(self, call.node)
         (r,) = relevance
-        return _proportional(call.node, self.terms(call), self.denominator, r, len(call.inputs))
+        return _proportional(call, self.terms(call), self.denominator, r)
 
 
 def _require_linear(rule, node):
@@ -153,9 +203,10 @@ def _require_linear(rule, node):
         )
 
 
-def _proportional(node, terms, denominator, r, n_inputs):
+def _proportional(call, terms, denominator, r):
+    node, n_inputs = call.node, len(call.inputs)
     op = node.op
-    kernel = op.kernel()
+    kernel = call.kernel
     pieces = []
     for term_inputs, weights in terms:
         if kernel is None and weights is _negative:
@@ -164,12 +215,12 @@ def _proportional(node, terms, denominator, r, n_inputs):
         pieces.append((copies, None if kernel is None else weights(kernel)))
     axes = op.stack_axes()
     if len(pieces) > 1 and axes is not None:
-        return [_stacked(node, pieces, denominator, r, axes)]
+        return [_stacked(call, pieces, denominator, r, axes)]
     sources = [a for copies, _ in pieces for a in copies]
     with tf.GradientTape() as tape:
         tape.watch(sources)
         zs = [op.apply(copies, k) for copies, k in pieces]
-    s = tf.math.divide_no_nan(r, denominator(node, tf.add_n(zs)))
+    s = tf.math.divide_no_nan(r, denominator(call, tf.add_n(zs)))
     grads = tape.gradient(zs, sources, output_gradients=[s] * len(zs))
     out = [None] * n_inputs
     for k, (a, g) in enumerate(zip(sources, grads)):
@@ -180,15 +231,15 @@ def _proportional(node, terms, denominator, r, n_inputs):
     return out
 
 
-def _stacked(node, pieces, denominator, r, axes):
+def _stacked(call, pieces, denominator, r, axes):
     """The terms of a one-input kernel layer as one call on concatenated inputs and kernels."""
     input_axis, kernel_axis = axes
     a = tf.concat([copies[0] for copies, _ in pieces], axis=input_axis)
     kernel = tf.concat([k for _, k in pieces], axis=kernel_axis)
     with tf.GradientTape() as tape:
         tape.watch(a)
-        z = node.op.apply([a], kernel)
-    s = tf.math.divide_no_nan(r, denominator(node, z))
+        z = call.node.op.apply([a], kernel)
+    s = tf.math.divide_no_nan(r, denominator(call, z))
     return tf.add_n(tf.split(a * tape.gradient(z, a, output_gradients=s), len(pieces), axis=input_axis))
 
 
@@ -208,8 +259,8 @@ class Epsilon(Proportional):
     def terms(self, call):
         return [(list(call.inputs), _identity)]
 
-    def denominator(self, node, z):
-        zb = node.op.add_bias(z)
+    def denominator(self, call, z):
+        zb = call.node.op.add_bias(z)
         return zb + self.epsilon * tf.where(zb >= 0, tf.ones_like(zb), -tf.ones_like(zb))
 
 
@@ -222,17 +273,19 @@ class ZPlus(Proportional):
 
 class WSquare(Proportional):
     """DTD w²: q_ij = w_ij² (first layer, unbounded input in ℝ^d); padding added by a
-    layer such as ZeroPadding2D is not an input and gets nothing."""
+    layer such as ZeroPadding2D is not an input and gets nothing; hidden units mixed
+    into the input (a Concatenate of input and features) get z⁺ terms x⁺w⁺ + x⁻w⁻."""
 
     def terms(self, call):
-        return [(_support(call), _square)]
+        return [(_support(call), _square)] + _hidden_zplus_terms(call)
 
 
 class Flat(Proportional):
-    """LRP-flat: q_ij = 1 for every connected input i (padding excluded, as for w²)."""
+    """LRP-flat: q_ij = 1 for every connected input i (padding excluded, as for w²;
+    hidden units mixed into the input get z⁺ terms)."""
 
     def terms(self, call):
-        return [(_support(call), _ones)]
+        return [(_support(call), _ones)] + _hidden_zplus_terms(call)
 
 
 class Gamma(Proportional):
@@ -251,6 +304,8 @@ class ZBox(Proportional):
 
     ``low``/``high`` (scalars or arrays broadcastable to one sample of the layer's
     input) may be given here; by default they come from the analyzer's ``input_range``.
+    Hidden units mixed into the input get (l, h) = (min(x, 0), max(x, 0)), which makes
+    q_ij = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ there: exactly z⁺.
     """
 
     def __init__(self, low=None, high=None):
@@ -271,6 +326,10 @@ class ZBox(Proportional):
                 f"The z^B rule on layer '{call.node.path}' needs input bounds: pass "
                 "input_range=(low, high) to the analyzer or use ZBox(low, high)."
             )
+        hidden = _hidden_parts(call)
+        if hidden is not None:
+            low = low + tf.minimum(hidden[0], tf.zeros_like(x))
+            high = high + tf.nn.relu(hidden[0])
         terms = [([x], _identity)]
         for bound, weights in ((low, _positive), (high, _negative)):
             if not _is_zero(bound):  # a zero bound adds nothing to q (e.g. low = 0 for pixels)
@@ -294,18 +353,16 @@ class AlphaBeta(Rule):
         self.beta = beta
 
     def relevance(self, call, relevance):
-        node = call.node
-        _require_linear(self, node)
+        _require_linear(self, call.node)
         (r,) = relevance
-        n = len(call.inputs)
         positive = [tf.nn.relu(x) for x in call.inputs]
         negative = [tf.minimum(x, tf.zeros_like(x)) for x in call.inputs]
         activating = [(positive, _positive), (negative, _negative)]
         inhibiting = [(positive, _negative), (negative, _positive)]
-        same = lambda node, z: z  # noqa: E731
-        result = _proportional(node, activating, same, self.alpha * r, n)
+        same = lambda call, z: z  # noqa: E731
+        result = _proportional(call, activating, same, self.alpha * r)
         if self.beta:
-            against = _proportional(node, inhibiting, same, -self.beta * r, n)
+            against = _proportional(call, inhibiting, same, -self.beta * r)
             result = [_add(a, b) for a, b in zip(result, against)]
         return result
 

@@ -1,5 +1,7 @@
 """Bad input and unsupported models get clear errors that name the problem."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -100,11 +102,17 @@ def test_unsupported_layer_names_it_and_registering_fixes_it():
     DTD(model, layer_rules={"my_scale": rules.PassThrough()})
 
 
-def test_hidden_non_relu_activation_is_refused():
+def test_hidden_non_relu_activation_warns_and_strict_refuses():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh", name="t"),
                               keras.layers.Dense(2)])
-    with pytest.raises(keras_dtd.UnsupportedLayerError, match="'t'.*tanh"):
+    with pytest.warns(keras_dtd.NonReLUWarning, match="'?t'? \\(tanh\\)") as record:
         DTD(model)
+    assert record[0].filename == __file__
+    with pytest.raises(keras_dtd.UnsupportedLayerError, match="strict=True.*t \\(tanh\\)"):
+        DTD(model, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keras_dtd.LRP(model)  # LRP presets pass through silently, as iNNvestigate and zennit do
 
 
 def test_subclassed_model_cannot_be_traced():
