@@ -305,7 +305,7 @@ class ConvOp(KernelOp):
     """Conv1D/2D/3D (strides, valid/same/causal padding, dilation, groups)."""
 
     def stack_axes(self):
-        if self.layer.groups != 1:
+        if getattr(self.layer, "groups", 1) != 1:
             return None
         return (1 if self.channels_first else -1), -2
 

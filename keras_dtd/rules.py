@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
+from keras_dtd.layers import NONNEGATIVE_ACTIVATIONS as NONNEGATIVE_OUTPUTS
+
 
 @dataclasses.dataclass(frozen=True)
 class Domain:
@@ -171,13 +173,15 @@ def _ones(w):
     return tf.ones_like(w)
 
 
-def _split_signs(call):
-    """Terms x⁺·W⁺ + x⁻·W⁻, reduced to x·W⁺ when the inputs are known to be ≥ 0."""
+def _split_signs(call, opposing=False):
+    """Terms x⁺·W⁺ + x⁻·W⁻ (the positive contributions (x w)⁺), reduced to x·W⁺ when the
+    inputs are known to be ≥ 0; with ``opposing``, x⁺·W⁻ + x⁻·W⁺ (the negative ones)."""
+    up, down = (_negative, _positive) if opposing else (_positive, _negative)
     if call.node.nonnegative_inputs and all(call.node.nonnegative_inputs):
-        return [(list(call.inputs), _positive)]
+        return [(list(call.inputs), up)]
     positive = [tf.nn.relu(x) for x in call.inputs]
     negative = [tf.minimum(x, tf.zeros_like(x)) for x in call.inputs]
-    return [(positive, _positive), (negative, _negative)]
+    return [(positive, up), (negative, down)]
 
 
 class Proportional(Rule):
@@ -213,6 +217,8 @@ def _proportional(call, terms, denominator, r):
             continue  # fixed non-negative weights: W⁻ = 0
         copies = [tf.identity(a) for a in term_inputs]
         pieces.append((copies, None if kernel is None else weights(kernel)))
+    if not pieces:
+        return [None] * n_inputs
     axes = op.stack_axes()
     if len(pieces) > 1 and axes is not None:
         return [_stacked(call, pieces, denominator, r, axes)]
@@ -265,10 +271,34 @@ class Epsilon(Proportional):
 
 
 class ZPlus(Proportional):
-    """DTD z⁺: q_ij = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (bias ignored); for ReLU inputs x_i w_ij⁺."""
+    """DTD z⁺: q_ij = (x_i w_ij)⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (bias ignored); for ReLU inputs
+    x_i w_ij⁺. Sign-aware where relevance reaches an output y_j < 0 (a linear bottleneck,
+    a normalization, a smooth activation): there q_ij = (x_i w_ij)⁻, the contributions that
+    made y_j negative, so the map stays positive and conservative. On ReLU networks
+    relevance only reaches y_j > 0, and this is the paper's z⁺."""
 
     def terms(self, call):
         return _split_signs(call)
+
+    def relevance(self, call, relevance):
+        _require_linear(self, call.node)
+        (r,) = relevance
+        if call.node.activation in NONNEGATIVE_OUTPUTS:
+            return _proportional(call, _split_signs(call), self.denominator, r)
+        below = call.outputs[0] < 0
+        r_neg = tf.where(below, r, tf.zeros_like(r))
+        result = _proportional(call, _split_signs(call), self.denominator, r - r_neg)
+
+        def opposing():
+            out = _proportional(call, _split_signs(call, opposing=True), self.denominator, r_neg)
+            return [tf.zeros_like(x) if g is None else g for x, g in zip(call.inputs, out)]
+
+        def nothing():
+            return [tf.zeros_like(x) for x in call.inputs]
+
+        # only pay for the opposing terms when some relevance sits on negative outputs
+        extra = tf.cond(tf.reduce_any(tf.not_equal(r_neg, 0)), opposing, nothing)
+        return [_add(a, b) for a, b in zip(result, extra)]
 
 
 class WSquare(Proportional):
