@@ -317,6 +317,9 @@ class ConvOp(KernelOp):
         groups = x.shape[-1] // kernel.shape[-2]
         if groups == 1:
             return keras.ops.conv(x, kernel, data_format="channels_last", **args)
+        if kernel.shape[-2] == 1:  # one input channel per group: a depthwise convolution
+            depthwise = tf.reshape(kernel, kernel.shape[:-2] + (groups, kernel.shape[-1] // groups))
+            return keras.ops.depthwise_conv(x, depthwise, data_format="channels_last", **args)
         # grouped: one convolution per group (TensorFlow has no grouped convolution on CPU)
         pieces = zip(tf.split(x, groups, axis=-1), tf.split(kernel, groups, axis=-1))
         return tf.concat([keras.ops.conv(a, k, data_format="channels_last", **args) for a, k in pieces], -1)

@@ -32,8 +32,11 @@ def rule_relevance(rule, x, m, r, bias=None, low=None, high=None, epsilon=None, 
     xc = x[:, None]
     if rule == "z":
         return proportional(xc * m, r)
-    if rule == "zplus":
-        return proportional(pos(xc) * pos(m) + neg(xc) * neg(m), r)
+    if rule == "zplus":  # sign-aware: (x w)⁺ for outputs y ≥ 0, (x w)⁻ for outputs y < 0
+        y = x @ m + (0 if bias is None else bias)
+        contributions = xc * m
+        return proportional(pos(contributions), np.where(y >= 0, r, 0)) + proportional(
+            neg(contributions), np.where(y < 0, r, 0))
     if rule == "wsquare":
         return proportional(m**2, r)
     if rule == "flat":

@@ -18,6 +18,18 @@ KERNEL_LAYERS = {
     "conv2d_strided_valid": ((6, 5, 2), lambda: keras.layers.Conv2D(3, (3, 2), strides=(2, 1), dtype=F64)),
     "conv2d_same_dilated": ((6, 6, 1), lambda: keras.layers.Conv2D(2, 3, padding="same", dilation_rate=2, dtype=F64)),
     "conv3d_same": ((4, 3, 3, 2), lambda: keras.layers.Conv3D(2, 2, padding="same", dtype=F64)),
+    "conv2d_grouped": ((5, 5, 4), lambda: keras.layers.Conv2D(6, 3, groups=2, padding="same", dtype=F64)),
+    "conv2d_group_per_channel": ((5, 5, 3), lambda: keras.layers.Conv2D(6, 3, groups=3, strides=2, dtype=F64)),
+    "depthwise1d_strided": ((8, 3), lambda: keras.layers.DepthwiseConv1D(3, strides=2, depth_multiplier=2, dtype=F64)),
+    "depthwise2d_same": ((6, 5, 2), lambda: keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2,
+                                                                         padding="same", dtype=F64)),
+    "depthwise2d_dilated": ((7, 7, 2), lambda: keras.layers.DepthwiseConv2D(3, dilation_rate=2, dtype=F64)),
+    "conv1d_transpose": ((5, 2), lambda: keras.layers.Conv1DTranspose(3, 3, strides=2, dtype=F64)),
+    "conv2d_transpose_same": ((4, 3, 2), lambda: keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same",
+                                                                              dtype=F64)),
+    "conv2d_transpose_output_padding": ((3, 3, 1), lambda: keras.layers.Conv2DTranspose(
+        2, 3, strides=2, output_padding=1, dtype=F64)),
+    "conv3d_transpose": ((3, 2, 2, 1), lambda: keras.layers.Conv3DTranspose(2, 2, strides=(2, 1, 1), dtype=F64)),
 }
 
 LOW, HIGH = -1.5, 2.0
@@ -64,6 +76,32 @@ def test_kernel_rule_matches_numpy(layer_name, rule_name):
         expected = rule_relevance(
             rule_name, xs.ravel(), m, r_out, bias=b, low=np.full(d, LOW), high=np.full(d, HIGH), **params
         )
+        np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("rule_name", list(RULES))
+def test_separable_conv_is_a_depthwise_then_a_pointwise_map(rule_name):
+    shape = (6, 6, 2)
+    layer = keras.layers.SeparableConv2D(3, 3, strides=2, depth_multiplier=2, padding="same", dtype=F64)
+    model = _single_layer_model(shape, layer)
+    depthwise, pointwise, bias = layer.get_weights()
+    layer.set_weights([depthwise, pointwise, np.random.uniform(-0.5, 0.5, bias.shape)])
+    rule, params = RULES[rule_name]
+    x = np.random.uniform(LOW, HIGH, (2,) + shape)
+    relevance = Analyzer(model, lrp(rule)).analyze(x, neuron_selection="all")
+
+    def depthwise_map(a):
+        return keras.ops.depthwise_conv(a, depthwise, strides=2, padding="same").numpy()
+
+    m1, _ = layer_matrix(depthwise_map, shape)
+    m2, b2 = layer_matrix(lambda h: keras.ops.conv(h, pointwise).numpy() + layer.bias.numpy(), (3, 3, 4))
+    for xs, rs in zip(x, relevance):
+        h = xs.ravel() @ m1
+        r_out = np.maximum(h @ m2 + b2, 0)
+        r_h = rule_relevance(rule_name, h, m2, r_out, bias=b2, low=np.full(h.size, LOW),
+                             high=np.full(h.size, HIGH), **params)
+        expected = rule_relevance(rule_name, xs.ravel(), m1, r_h, bias=np.zeros(h.size), low=np.full(xs.size, LOW),
+                                  high=np.full(xs.size, HIGH), **params)
         np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-5, atol=1e-8)
 
 
