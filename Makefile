@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench bench-apps clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_core.py
+
+bench-apps: $(VENV)/.installed
+	$(PY) benchmarks/bench_applications.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import warnings
@@ -150,20 +151,26 @@ class Analyzer:
         return self._functions[key]
 
     def _forward(self, inputs):
-        """Run the traced graph on ``inputs``, recording each call on a tape of its own, so
-        a rule's VJP walks only its layer (one tape for the whole pass would make every VJP
-        walk back to the input: quadratic in depth). Each call gets identity copies of its
-        inputs. Returns (tensor values by id, per node: (input copies, kernel, its tape))."""
+        """Run the traced graph on ``inputs``. A call whose rule takes a VJP through it is
+        recorded on a tape of its own, on identity copies of its inputs, so the VJP walks
+        only that layer (one tape for the whole pass would make every VJP walk back to the
+        input: quadratic in depth). Returns (tensor values by id, per node: (inputs,
+        kernel, tape or None))."""
         graph = self._graph
         values = dict(zip(graph.inputs, inputs))
         calls = []
-        for node in graph.nodes:
-            copies = [tf.identity(values[i]) for i in node.inputs]
-            kernel = None if node.op is None else node.op.kernel(copies)
-            with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-                tape.watch([c for c in copies if c.dtype.is_floating])
-                values.update(zip(node.outputs, node.forward(copies, kernel)))
-            calls.append((copies, kernel, tape))
+        for k, node in enumerate(graph.nodes):
+            args = [values[i] for i in node.inputs]
+            kernel = None if node.op is None else node.op.kernel(args)
+            tape = None
+            if self.rules and self.rules[k].uses_vjp:
+                args = [tf.identity(a) for a in args]
+                tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
+            with tape or contextlib.nullcontext():
+                if tape is not None:
+                    tape.watch([a for a in args if a.dtype.is_floating])
+                values.update(zip(node.outputs, node.forward(args, kernel)))
+            calls.append((args, kernel, tape))
         return values, calls
 
     def _domains(self, inputs, values):
@@ -354,6 +361,8 @@ def _outside_keras_dtd():
 
 def _vjp(tape, inputs, outputs):
     def vjp(cotangents):
+        if tape is None:
+            raise RuntimeError("A rule with uses_vjp = False called call.vjp; set uses_vjp = True on its class.")
         return tape.gradient(outputs, inputs, output_gradients=cotangents)
 
     return vjp

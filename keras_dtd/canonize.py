@@ -11,7 +11,8 @@
   activation (sigmoid, hard sigmoid, bounded ReLU), or the one the user did not name
   in ``gates``.
 - Each node learns which of its inputs are non-negative by construction (ReLU
-  outputs and what pooling/reshaping passes on), which lets z⁺ skip the x⁻ term.
+  outputs and what pooling/reshaping passes on), which lets z⁺ skip the x⁻ term,
+  and whether relevance can reach its negative outputs (else z⁺ skips its sign-aware part).
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ def _choose_signals(nodes: list[Node], gates: dict) -> list[Node]:
 
 
 def _mark_nonnegative_inputs(nodes: list[Node]) -> list[Node]:
+    """Marks inputs ≥ 0 by construction, and nodes whose relevance can only reach outputs ≥ 0:
+    outputs ≥ 0, or consumed only by ReLU-like layers (a ReLU zeroes the negative values,
+    and zero values receive no relevance from above)."""
+    consumers = collections.defaultdict(list)
+    for node in nodes:
+        for i in node.inputs:
+            consumers[i].append(node)
     nonnegative: dict[int, bool] = {}
     marked = []
     for node in nodes:
@@ -137,5 +145,7 @@ def _mark_nonnegative_inputs(nodes: list[Node]) -> list[Node]:
             out = False
         for i in node.outputs:
             nonnegative[i] = out
-        marked.append(dataclasses.replace(node, nonnegative_inputs=flags))
+        rectified = out or all(c.kind == "elementwise" and c.activation in L.RECTIFIERS
+                               for i in node.outputs for c in consumers[i]) and bool(consumers[node.outputs[0]])
+        marked.append(dataclasses.replace(node, nonnegative_inputs=flags, rectified=rectified))
     return marked

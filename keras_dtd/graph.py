@@ -49,8 +49,8 @@ class Node:
     the layer, prefixed with the names of the models it is nested in. The fields
     after ``arguments`` are filled in by :mod:`keras_dtd.canonize`: ``kind`` and
     ``op`` (see :mod:`keras_dtd.layers`), the ``activation`` applied after ``op``,
-    which inputs are non-negative by construction, and for a gate which input is
-    the ``signal``.
+    which inputs are non-negative by construction, for a gate which input is the
+    ``signal``, and whether relevance can only reach outputs ≥ 0 (``rectified``).
     """
 
     layer: keras.layers.Layer
@@ -64,6 +64,7 @@ class Node:
     activation: str = "linear"
     nonnegative_inputs: tuple[bool, ...] = ()
     signal: int | None = None
+    rectified: bool = False
 
     def forward(self, inputs, kernel=None):
         """Output tensors of this node for the given input tensors (inference mode). A node

@@ -85,6 +85,8 @@ OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 # Activations whose output is >= 0 (z⁺ can then skip its x⁻ term).
 NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "bounded_relu", "sigmoid", "hard_sigmoid", "softplus",
                                      "exponential", "exp", "sparse_sigmoid", "squareplus"})
+# Activations that zero every negative input.
+RECTIFIERS = frozenset({"relu", "relu6", "bounded_relu"})
 # Activations that make a Multiply input a gate (values in [0, c]).
 GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6", "bounded_relu", "sparse_sigmoid"})
 # Elementwise layers after which values keep their sign (given the activation is linear).

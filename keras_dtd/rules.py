@@ -19,8 +19,6 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from keras_dtd.layers import NONNEGATIVE_ACTIVATIONS as NONNEGATIVE_OUTPUTS
-
 
 @dataclasses.dataclass(frozen=True)
 class Domain:
@@ -86,7 +84,10 @@ def _hidden_zplus_terms(call):
 
 class Rule:
     """Base class: ``relevance(call, relevance)`` maps the relevance of each output of a
-    :class:`LayerCall` to one relevance tensor (or None) per input."""
+    :class:`LayerCall` to one relevance tensor (or None) per input. ``uses_vjp``: whether
+    it calls ``call.vjp`` (the forward call is then recorded on a tape)."""
+
+    uses_vjp = True
 
     def relevance(self, call, relevance):  # pragma: no cover - interface
         raise NotImplementedError
@@ -98,6 +99,8 @@ class Rule:
 
 class PassThrough(Rule):
     """R_in = R_out, for elementwise layers (ReLU, Dropout, Rescaling, a stripped softmax)."""
+
+    uses_vjp = False
 
     def relevance(self, call, relevance):
         (x,) = call.inputs
@@ -130,6 +133,8 @@ class Gate(Rule):
     the signal x keeps all relevance, R_x = R_y (summed over axes x was broadcast along),
     and the gates g get none."""
 
+    uses_vjp = False
+
     def relevance(self, call, relevance):
         (r,) = relevance
         k = call.node.signal
@@ -147,6 +152,8 @@ class Gate(Rule):
 class EmbeddingSum(Rule):
     """Embedding: the relevance of a token is that of its vector, R_t = Σ_d R_(t,d);
     the map has the shape of the integer input."""
+
+    uses_vjp = False
 
     def relevance(self, call, relevance):
         (r,) = relevance
@@ -186,6 +193,8 @@ def _split_signs(call, opposing=False):
 
 class Proportional(Rule):
     """Base of the rules R_i = Σ_j q_ij / Σ_i' q_i'j · R_j; subclasses list the terms of q."""
+
+    uses_vjp = False
 
     def terms(self, call):
         raise NotImplementedError
@@ -283,7 +292,7 @@ class ZPlus(Proportional):
     def relevance(self, call, relevance):
         _require_linear(self, call.node)
         (r,) = relevance
-        if call.node.activation in NONNEGATIVE_OUTPUTS:
+        if call.node.rectified:
             return _proportional(call, _split_signs(call), self.denominator, r)
         below = call.outputs[0] < 0
         r_neg = tf.where(below, r, tf.zeros_like(r))
@@ -375,6 +384,8 @@ def _is_zero(t):
 class AlphaBeta(Rule):
     """LRP-αβ: R_i = Σ_j (α q⁺_ij / Σ_i' q⁺_i'j − β q⁻_ij / Σ_i' q⁻_i'j) R_j with
     q⁺ = x⁺w⁺ + x⁻w⁻ and q⁻ = x⁺w⁻ + x⁻w⁺ (α − β = 1 keeps it conservative)."""
+
+    uses_vjp = False
 
     def __init__(self, alpha=1.0, beta=0.0):
         if abs(alpha - beta - 1.0) > 1e-12:
