@@ -4,8 +4,9 @@ Each family (weights=None, include_top=True, classes=10) runs in its own subproc
 so that peak RSS is per family. Per family it measures:
 
 - build s (DTD): DTD(model, input_range=pixel bounds) + first analyze (trace + compile + run);
-- first call s (gradient): a fresh tf.function input gradient, first call (trace + compile + run),
-  and their ratio;
+- first call s (gradient): a tf.function input gradient, first call (trace + compile + run),
+  and their ratio. Each of the two is measured in a fresh interpreter right after building
+  the Keras model, so neither pays for the other's warm-up of TensorFlow;
 - DTD and gradient ms/batch: medians of K interleaved (analyze, gradient) pairs after
   warm-up, and the median of the per-pair ratios;
 - peak RSS (ru_maxrss) after building the Keras model and after the first analyze;
@@ -53,8 +54,9 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 
-def worker(family, size, batch, repeats):
-    """Measure one family; returns a dict (with "error" if something raised)."""
+def worker(family, size, batch, repeats, gradient_only=False):
+    """Measure one family; returns a dict (with "error" if something raised). With
+    ``gradient_only``, only the gradient's first call."""
     result = {}
     try:
         import keras
@@ -80,11 +82,6 @@ def worker(family, size, batch, repeats):
         x = preprocess(pixels).astype("float32")
         x_tensor = tf.constant(x)
 
-        start = time.perf_counter()
-        analyzer = keras_dtd.DTD(model, input_range=(low, high))
-        analyzer.analyze(x)
-        result.update(build_s=time.perf_counter() - start, rss_analyze=rss_mb())
-
         @tf.function
         def gradient(x):
             with tf.GradientTape() as tape:
@@ -92,9 +89,15 @@ def worker(family, size, batch, repeats):
                 selected = tf.reduce_max(model(x, training=False), axis=-1)
             return tape.gradient(selected, x)
 
+        if gradient_only:
+            start = time.perf_counter()
+            gradient(x_tensor).numpy()
+            return {"grad_first_s": time.perf_counter() - start}
+
         start = time.perf_counter()
-        gradient(x_tensor).numpy()
-        result["grad_first_s"] = time.perf_counter() - start
+        analyzer = keras_dtd.DTD(model, input_range=(low, high))
+        analyzer.analyze(x)
+        result.update(build_s=time.perf_counter() - start, rss_analyze=rss_mb())
 
         analyzer.analyze(x)  # warm-up
         gradient(x_tensor).numpy()
@@ -126,16 +129,22 @@ def worker(family, size, batch, repeats):
 
 
 def run_family(family, size, batch, repeats):
-    """Run worker() in a fresh interpreter; its last stdout line is the JSON result."""
-    command = [sys.executable, __file__, "--worker", family, "--size", str(size), "--batch", str(batch),
-               "--repeats", str(repeats)]  # fmt: skip
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = " ".join(done.stderr.split())[-120:]
-        return {"error": f"worker exited with code {done.returncode}: {tail}"}
-    return json.loads(lines[-1])
+    """Run worker() in fresh interpreters (the gradient's first call, then the rest); the
+    last stdout line of each is its JSON result."""
+    result = {}
+    for extra in (["--gradient-only"], []):
+        command = [sys.executable, __file__, "--worker", family, "--size", str(size), "--batch", str(batch),
+                   "--repeats", str(repeats), *extra]  # fmt: skip
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        lines = done.stdout.strip().splitlines()
+        if done.returncode != 0 or not lines:
+            tail = " ".join(done.stderr.split())[-120:]
+            return {"error": f"worker exited with code {done.returncode}: {tail}"}
+        result.update(json.loads(lines[-1]))
+        if "error" in result:
+            return result
+    return result
 
 
 def row(family, size, r):
@@ -160,10 +169,11 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # measure one family, print JSON
+    parser.add_argument("--gradient-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        print(json.dumps(worker(args.worker, args.size, args.batch, args.repeats)))
+        print(json.dumps(worker(args.worker, args.size, args.batch, args.repeats, args.gradient_only)))
         return
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]

@@ -21,7 +21,7 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
         f"'{_keras.backend.backend()}'. Set KERAS_BACKEND=tensorflow before importing keras."
     )
 
-from keras_dtd import rules  # noqa: E402
+from keras_dtd import composites, rules  # noqa: E402
 from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, Gradient, ZeroRelevanceWarning  # noqa: E402
 from keras_dtd.compat import create_analyzer  # noqa: E402
 from keras_dtd.constraints import NonPositive  # noqa: E402
@@ -37,6 +37,7 @@ __all__ = [
     "Analyzer",
     "Explanation",
     "Gradient",
+    "composites",
     "create_analyzer",
     "export",
     "ModelNotTraceableError",

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from keras_dtd import composites as C
 from keras_dtd import layers as L
 from keras_dtd import presets
 from keras_dtd import rules as R
@@ -28,8 +29,8 @@ class Explanation(NamedTuple):
 
     relevance: map(s) with the shape of the input(s);
     score: the selected output f (for "all": the largest output);
-    target: what a conservative map sums to: Σ max(f, 0) over the selected outputs
-      (for :class:`Gradient`: Σ f);
+    target: what a conservative map sums to: the selected outputs' Σ max(f, 0) (DTD,
+      ``positive_output=True``) or Σ f (LRP, :class:`Gradient`);
     layers: ``{layer path: relevance at its output}`` when asked for, else None.
     """
 
@@ -45,12 +46,15 @@ class Analyzer:
     Args:
       model: a built functional or Sequential Keras 3 model (nested models allowed).
         It is never modified; its live weights are read at every call.
-      preset: rules by layer kind (:mod:`keras_dtd.presets`).
+      composite: which rule goes to which layer (:mod:`keras_dtd.composites`).
+      positive_output: explain max(f, 0) of the selected output f (DTD: the paper's f
+        maps to ℝ⁺; a sample with f ≤ 0 gets a zero map and a warning), or, if False,
+        the signed f (LRP, as iNNvestigate and zennit: "why not this class?").
       input_range: ``(low, high)`` bounds of the input (scalars or arrays
         broadcastable to one sample), used by the z^B rule; a list of pairs for
         multi-input models.
       output: which output of a multi-output model to explain (index or name).
-      layer_rules: ``{layer name: rule}`` overriding the preset.
+      layer_rules: ``{layer name: rule}`` overriding the composite.
       gates: ``{Multiply layer name: name of the layer producing its gate}`` where the
         gate of a multiplication is not found automatically (see :class:`rules.Gate`).
       batch_size: samples per compiled call; larger inputs are split and the
@@ -59,13 +63,12 @@ class Analyzer:
         which was faster for these passes on CPU).
     """
 
-    _explains_positive_part = True
-
     def __init__(
         self,
         model,
-        preset: presets.Preset,
+        composite: C.Composite,
         *,
+        positive_output: bool = True,
         input_range=None,
         output=None,
         layer_rules=None,
@@ -76,11 +79,12 @@ class Analyzer:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
         self.model = model
-        self.preset = preset
+        self.composite = composite
+        self.positive_output = positive_output
         self.batch_size = batch_size
         self._graph = canonize(trace(model), gates)
-        self.rules, non_relu = presets.assign(self._graph, preset, layer_rules) if preset is not None else ((), ())
-        if non_relu and preset.non_relu == "warn":
+        self.rules, non_relu = presets.assign(self._graph, composite, layer_rules) if composite is not None else ((), ())
+        if non_relu and composite.non_relu == "warn":
             warnings.warn(presets.non_relu_warning(non_relu), presets.NonReLUWarning, stacklevel=_outside_keras_dtd())
         self._output_id, self._n_outputs = self._choose_output(output)
         self._input_range = self._check_input_range(input_range)
@@ -95,8 +99,8 @@ class Analyzer:
         """Relevance map(s) with the shape of ``x``.
 
         ``neuron_selection``: "max_activation" (each sample's top output), an int,
-        one int per sample, or "all" (every positive output). The map of a sample
-        sums to its selected output f (to max(f, 0)). With ``return_layers=True``
+        one int per sample, or "all" (every output). A conservative map sums to the
+        selected output f (to max(f, 0) with ``positive_output``). With ``return_layers=True``
         also returns ``{layer path: relevance of the layer's output}``.
         """
         explanation = self.explain(x, neuron_selection, return_layers)
@@ -119,7 +123,7 @@ class Analyzer:
             result = function(batch, _pad(indices[start:stop], pad, -1))
             parts.append(tf.nest.map_structure(lambda t, m=stop - start: t.numpy()[:m], result))
         relevance, score, target, layers = tf.nest.map_structure(lambda *ts: np.concatenate(ts), *parts)
-        if self._explains_positive_part:
+        if self.positive_output:
             self._warn_non_positive(score)
         relevance = relevance[0] if len(relevance) == 1 else list(relevance)
         return Explanation(relevance, score, target, layers if return_layers else None)
@@ -129,8 +133,8 @@ class Analyzer:
         return export_saved_model(self, export_dir, version=version, overwrite=overwrite)
 
     def __repr__(self):
-        preset = self.preset.name if self.preset is not None else None
-        return f"{type(self).__name__}(model='{self.model.name}', preset={preset!r})"
+        composite = self.composite.name if self.composite is not None else None
+        return f"{type(self).__name__}(model='{self.model.name}', composite={composite!r})"
 
     # --------------------------------------------------------- compiled pass
     def _function(self, all_outputs, keep_layers):
@@ -155,13 +159,13 @@ class Analyzer:
         recorded on a tape of its own, on identity copies of its inputs, so the VJP walks
         only that layer (one tape for the whole pass would make every VJP walk back to the
         input: quadratic in depth). Returns (tensor values by id, per node: (inputs,
-        kernel, tape or None))."""
+        (kernel, bias), tape or None))."""
         graph = self._graph
         values = dict(zip(graph.inputs, inputs))
         calls = []
         for k, node in enumerate(graph.nodes):
             args = [values[i] for i in node.inputs]
-            kernel = None if node.op is None else node.op.kernel(args)
+            parameters = None if node.op is None else node.op.parameters(args)
             tape = None
             if self.rules and self.rules[k].uses_vjp:
                 args = [tf.identity(a) for a in args]
@@ -169,8 +173,8 @@ class Analyzer:
             with tape or contextlib.nullcontext():
                 if tape is not None:
                     tape.watch([a for a in args if a.dtype.is_floating])
-                values.update(zip(node.outputs, node.forward(args, kernel)))
-            calls.append((args, kernel, tape))
+                values.update(zip(node.outputs, node.forward(args, parameters)))
+            calls.append((args, parameters or (None, None), tape))
         return values, calls
 
     def _domains(self, inputs, values):
@@ -198,7 +202,7 @@ class Analyzer:
         domains = self._domains(inputs, values)
         f = values[self._output_id]
         mask, score = self._select(f, indices, all_outputs)
-        top = mask * tf.nn.relu(f)
+        top = mask * (tf.nn.relu(f) if self.positive_output else f)
         relevance = {self._output_id: top}
         for k in reversed(range(len(graph.nodes))):
             node, rule = graph.nodes[k], self.rules[k]
@@ -206,12 +210,13 @@ class Analyzer:
                 continue
             r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
             outputs = [values[o] for o in node.outputs]
-            copies, kernel, tape = calls[k]
+            copies, (kernel, bias), tape = calls[k]
             call = R.LayerCall(
                 node=node,
                 inputs=copies,
                 outputs=outputs,
                 kernel=kernel,
+                bias=bias,
                 domains=[domains.get(i) for i in node.inputs],
                 vjp=_vjp(tape, copies, outputs),
             )
@@ -426,15 +431,26 @@ class DTD(Analyzer):
     """
 
     def __init__(self, model, input_range=None, strict=False, **kwargs):
-        super().__init__(model, presets.dtd(input_range, strict), input_range=input_range, **kwargs)
+        super().__init__(model, C.dtd(input_range, strict), input_range=input_range, **kwargs)
 
 
 class LRP(Analyzer):
-    """Layer-wise Relevance Propagation with one ``rule`` on every linear layer
-    (``first_rule`` on the first kernel layer), e.g. ``LRP(model, rules.Epsilon(0.01))``."""
+    """Layer-wise Relevance Propagation: one ``rule`` on every linear layer (``first_rule``
+    on the first kernel layers), e.g. ``LRP(model, rules.Epsilon(0.01))``, or a composite,
+    e.g. ``LRP(model, composites.EpsilonGammaBox(low=0.0, high=1.0))``. Explains the signed
+    selected output f; ``positive_output=True`` explains max(f, 0) as DTD does."""
 
-    def __init__(self, model, rule: R.Rule = R.Epsilon(), first_rule: R.Rule | None = None, **kwargs):
-        super().__init__(model, presets.lrp(rule, first_rule), **kwargs)
+    def __init__(self, model, rule: R.Rule | C.Composite = R.Epsilon(), first_rule: R.Rule | None = None,
+                 positive_output: bool = False, **kwargs):  # fmt: skip
+        if isinstance(rule, C.Composite):
+            if first_rule is not None:
+                raise ValueError("LRP: give either a composite or rule/first_rule, not both.")
+            composite = rule
+        elif isinstance(rule, R.Rule):
+            composite = C.lrp(rule, first_rule)
+        else:
+            raise TypeError(f"LRP needs a keras_dtd.rules.Rule or a composites.Composite, got {rule!r}.")
+        super().__init__(model, composite, positive_output=positive_output, **kwargs)
 
 
 class Gradient(Analyzer):
@@ -442,12 +458,10 @@ class Gradient(Analyzer):
     stripped), or (∂f/∂x_i)² with ``postprocess="square"`` as in the DTD paper, or
     its absolute value with ``postprocess="abs"``. Not conservative: a baseline."""
 
-    _explains_positive_part = False
-
     def __init__(self, model, postprocess=None, **kwargs):
         if postprocess not in (None, "abs", "square"):
             raise ValueError(f"postprocess must be None, 'abs' or 'square', got {postprocess!r}.")
-        super().__init__(model, None, **kwargs)
+        super().__init__(model, None, positive_output=False, **kwargs)
         self.postprocess = postprocess
 
     def _relevance(self, inputs, indices, all_outputs, keep_layers):

@@ -66,11 +66,11 @@ class Node:
     signal: int | None = None
     rectified: bool = False
 
-    def forward(self, inputs, kernel=None):
+    def forward(self, inputs, parameters=None):
         """Output tensors of this node for the given input tensors (inference mode). A node
-        with a linear map may be given its kernel, as computed once per pass."""
+        with a linear map may be given its (kernel, bias), as computed once per pass."""
         if self.op is not None:
-            z = self.op.evaluate(inputs, kernel)
+            z = self.op.evaluate(inputs, parameters)
             return [z if self.activation == "linear" else self.layer.activation(z)]
         if self.kind == "stripped":
             return [inputs[0]]

@@ -196,21 +196,25 @@ def separable_ops(layer, batch_norm=None) -> tuple[LinearOp, LinearOp]:
 class LinearOp:
     """A node's pre-activation as a map linear in its inputs: z = apply(x, W) + b.
 
-    ``kernel(inputs)`` returns W (given the layer's actual inputs, for maps such as
-    LayerNormalization whose W depends on them), or None for maps with fixed
-    non-negative weights (pooling, sums); ``apply(inputs, kernel)`` evaluates the map
-    with any kernel of W's shape (W⁺, W², ...: every rule modifies W elementwise), which
-    rules use with the gradient trick; ``add_bias(z)`` returns z + b. ``stack_axes()``
+    ``parameters(inputs)`` returns (W, b) once per pass, given the layer's actual inputs
+    (maps such as LayerNormalization have a W that depends on them): W is None for maps
+    with fixed non-negative weights (pooling, sums), b is None or broadcasts against z.
+    ``apply(inputs, kernel)`` evaluates the map with any kernel of W's shape (W⁺, W², ...:
+    every rule modifies W elementwise), which rules use with the gradient trick. ``stack_axes()``
     names the input and kernel axes along which several (input, kernel) pairs can be
-    concatenated into one call: Σ_t apply(a_t, W_t) = apply([a_1 | a_2 | ...], [W_1; W_2; ...]),
-    or None.
+    concatenated into one call, and the output axis along which that call's result must be
+    split and summed (None when the map's contraction sums it):
+    Σ_t apply(a_t, W_t) = apply([a_1 | a_2 | ...], [W_1; W_2; ...]) (split and summed); or None.
     """
 
     def kernel(self, inputs):
         return None
 
-    def add_bias(self, z):
-        return z
+    def bias(self, inputs):
+        return None
+
+    def parameters(self, inputs):
+        return self.kernel(inputs), self.bias(inputs)
 
     def stack_axes(self):
         return None
@@ -218,9 +222,11 @@ class LinearOp:
     def apply(self, inputs, kernel):
         raise NotImplementedError
 
-    def evaluate(self, inputs, kernel=None):
-        """z = apply(x, W) + b with the true kernel (or the one given, computed once per pass)."""
-        return self.add_bias(self.apply(inputs, self.kernel(inputs) if kernel is None else kernel))
+    def evaluate(self, inputs, parameters=None):
+        """z = apply(x, W) + b with the true parameters (or those given, computed once per pass)."""
+        kernel, bias = self.parameters(inputs) if parameters is None else parameters
+        z = self.apply(inputs, kernel)
+        return z if bias is None else z + bias
 
 
 def _batch_norm_scale_shift(bn, dtype):
@@ -260,27 +266,20 @@ class KernelOp(LinearOp):
             "dilation_rate": conv_args.get("dilation_rate", getattr(layer, "dilation_rate", None)),
         }
 
-    def kernel(self, inputs):
+    def parameters(self, inputs):
         kernel = tf.convert_to_tensor(self._kernel)
-        if self.batch_norm is None:
-            return kernel
-        scale, _ = _batch_norm_scale_shift(self.batch_norm, kernel.dtype)
-        return self._scale_outputs(kernel, scale)
+        bias = None if self._bias is None else tf.convert_to_tensor(self._bias)
+        if self.batch_norm is not None:
+            scale, shift = _batch_norm_scale_shift(self.batch_norm, kernel.dtype)
+            kernel = self._scale_outputs(kernel, scale)
+            bias = shift if bias is None else bias * scale + shift
+        if bias is not None and self.channels_first:
+            bias = tf.reshape(bias, (-1,) + (1,) * (inputs[0].shape.rank - 2))
+        return kernel, bias
 
     def _scale_outputs(self, kernel, scale):
         """W with each output channel's weights multiplied by its scale."""
         return kernel * scale
-
-    def add_bias(self, z):
-        bias = None if self._bias is None else tf.convert_to_tensor(self._bias)
-        if self.batch_norm is not None:
-            scale, shift = _batch_norm_scale_shift(self.batch_norm, self._kernel.dtype)
-            bias = shift if bias is None else bias * scale + shift
-        if bias is None:
-            return z
-        if self.channels_first:
-            bias = tf.reshape(bias, (-1,) + (1,) * (z.shape.rank - 2))
-        return z + bias
 
     def apply(self, inputs, kernel):
         (x,) = inputs
@@ -297,7 +296,7 @@ class DenseOp(KernelOp):
     """Dense: z = x·W + b (over the last axis)."""
 
     def stack_axes(self):
-        return -1, 0
+        return -1, 0, None
 
     def _map(self, x, kernel):
         return tf.tensordot(x, kernel, axes=[[-1], [0]]) if x.shape.rank > 2 else tf.matmul(x, kernel)
@@ -309,7 +308,7 @@ class ConvOp(KernelOp):
     def stack_axes(self):
         if getattr(self.layer, "groups", 1) != 1:
             return None
-        return (1 if self.channels_first else -1), -2
+        return (1 if self.channels_first else -1), -2, None
 
     def _map(self, x, kernel):
         args = dict(self.conv_args)
@@ -331,6 +330,10 @@ class DepthwiseOp(KernelOp):
     """DepthwiseConv1D/2D (and the depthwise half of a SeparableConv): kernel (..., in, mult),
     output channel c·mult + m."""
 
+    def stack_axes(self):  # channels do not mix: the stacked call's outputs are summed
+        channels = 1 if self.channels_first else -1
+        return channels, -2, channels
+
     def _scale_outputs(self, kernel, scale):
         return kernel * tf.reshape(scale, kernel.shape[-2:])
 
@@ -342,7 +345,7 @@ class TransposeOp(KernelOp):
     """Conv1D/2D/3DTranspose: kernel (..., out, in)."""
 
     def stack_axes(self):
-        return (1 if self.channels_first else -1), -1
+        return (1 if self.channels_first else -1), -1, None
 
     def _scale_outputs(self, kernel, scale):
         return kernel * scale[:, None]
@@ -389,8 +392,8 @@ class LayerNormOp(LinearOp):
             n *= x.shape[a]
         return tf.stack([(1.0 - 1.0 / n) * gain, -gain / n])
 
-    def add_bias(self, z):
-        return z + self._parameter(self.layer.beta, z) if self.layer.center else z
+    def bias(self, inputs):
+        return self._parameter(self.layer.beta, inputs[0]) if self.layer.center else None
 
     def apply(self, inputs, kernel):
         (x,) = inputs
@@ -414,7 +417,7 @@ class MatmulOp(LinearOp):
         return tf.cast(self._kernel, inputs[0].dtype) if inputs else self._kernel
 
     def stack_axes(self):
-        return -1, -2
+        return -1, -2, None
 
     def apply(self, inputs, kernel):
         return tf.linalg.matmul(inputs[0], kernel) if inputs[0].shape.rank > 2 else tf.matmul(inputs[0], kernel)
@@ -431,13 +434,9 @@ class BatchNormOp(LinearOp):
         shape[self.layer.axis] = -1
         return tf.reshape(v, shape)
 
-    def kernel(self, inputs):
-        scale, _ = _batch_norm_scale_shift(self.layer, self.layer.moving_variance.dtype)
-        return scale
-
-    def add_bias(self, z):
-        _, shift = _batch_norm_scale_shift(self.layer, self.layer.moving_variance.dtype)
-        return z + self._broadcast(shift, z.shape.rank)
+    def parameters(self, inputs):
+        scale, shift = _batch_norm_scale_shift(self.layer, self.layer.moving_variance.dtype)
+        return scale, self._broadcast(shift, inputs[0].shape.rank)
 
     def apply(self, inputs, kernel):
         (x,) = inputs

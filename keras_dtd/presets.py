@@ -1,18 +1,17 @@
-"""Which rule goes to which layer: presets (DTD, LRP variants) and the user's registry.
+"""Which rule goes to which layer: the user's overrides, the registry, then the composite.
 
 A rule is chosen for each node, first match wins:
   1. ``layer_rules`` given to the analyzer, by layer name (or nested path ``outer/inner``);
   2. rules registered with :func:`register_rule`, by layer class (latest first);
-  3. the preset, by the layer's kind; the first kernel layer(s) seen from the input
-     get the preset's ``first_kernel`` rule.
+  3. the composite (:mod:`keras_dtd.composites`): by position (first kernel layers),
+     layer class or kind.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from keras_dtd import layers as L
 from keras_dtd import rules as R
+from keras_dtd.composites import Composite
 from keras_dtd.graph import operation_name
 
 
@@ -23,50 +22,6 @@ class UnsupportedLayerError(TypeError):
 class NonReLUWarning(UserWarning):
     """DTD passes relevance through activations other than ReLU: the map stays conservative
     and positive, but the paper's root-point derivation assumes ReLU."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    """Rules by layer kind (see :mod:`keras_dtd.layers`). ``non_relu``: what to do with
-    hidden activations other than ReLU, through which relevance passes: "pass", "warn"
-    (one :class:`NonReLUWarning` naming the layers) or "refuse"."""
-
-    name: str
-    kernel: R.Rule
-    first_kernel: R.Rule
-    pool: R.Rule = R.ZPlus()
-    add: R.Rule = R.ZPlus()
-    batch_norm: R.Rule = R.ZPlus()
-    max_pool: R.Rule = R.WinnerTakeAll()
-    gate: R.Rule = R.Gate()
-    embedding: R.Rule = R.EmbeddingSum()
-    structural: R.Rule = R.Route()
-    elementwise: R.Rule = R.PassThrough()
-    non_relu: str = "pass"
-
-
-def dtd(input_range=None, strict=False) -> Preset:
-    """Deep Taylor Decomposition: w² (or z^B with ``input_range``) first, z⁺ above.
-    Activations other than ReLU pass relevance on with a warning (refused if ``strict``)."""
-    bounded = input_range is not None
-    return Preset(
-        name="deep_taylor.bounded" if bounded else "deep_taylor",
-        kernel=R.ZPlus(),
-        first_kernel=R.ZBox() if bounded else R.WSquare(),
-        non_relu="refuse" if strict else "warn",
-    )
-
-
-def lrp(rule: R.Rule, first_rule: R.Rule | None = None, name: str = "lrp") -> Preset:
-    """An LRP preset: ``rule`` on every linear layer, ``first_rule`` on the first kernel layer."""
-    return Preset(
-        name=name,
-        kernel=rule,
-        first_kernel=first_rule or rule,
-        pool=rule,
-        add=rule,
-        batch_norm=rule,
-    )
 
 
 _REGISTRY: list[tuple[type, R.Rule]] = []
@@ -91,11 +46,14 @@ def unregister_rule(layer_class: type) -> None:
     _REGISTRY[:] = [(c, r) for c, r in _REGISTRY if c is not layer_class]
 
 
-def assign(graph, preset: Preset, layer_rules=None) -> tuple[R.Rule, ...]:
-    """One rule per node of the canonized ``graph``; refuses non-ReLU activations if the
-    preset says so (see :func:`non_relu_warning` for "warn")."""
+def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[R.Rule, ...], tuple[str, ...]]:
+    """(One rule per node of the canonized ``graph``, the hidden non-ReLU activations);
+    refuses those if the composite says so (see :func:`non_relu_warning` for "warn")."""
     layer_rules = layer_rules or {}
     first = _first_kernel_nodes(graph)
+    if composite.first_layer == "one":
+        selected = [k for k in sorted(first) if composite.first_rule(graph.nodes[k]) is not None]
+        first = set(selected[:1])
     chosen = []
     non_relu = []
     for k, node in enumerate(graph.nodes):
@@ -103,11 +61,11 @@ def assign(graph, preset: Preset, layer_rules=None) -> tuple[R.Rule, ...]:
         if rule is None:
             rule = next((r for c, r in _REGISTRY if isinstance(node.layer, c)), None)
         if rule is None:
-            rule = _preset_rule(node, preset, k in first)
+            rule = _composite_rule(node, composite, k in first)
             if node.activation not in L.RELU_ACTIVATIONS:
                 non_relu.append(f"{node.path} ({node.activation})")
         chosen.append(rule)
-    if non_relu and preset.non_relu == "refuse":
+    if non_relu and composite.non_relu == "refuse":
         raise UnsupportedLayerError(
             f"strict=True: {len(non_relu)} layers use activations other than ReLU: {_listed(non_relu)}. Deep "
             "Taylor rules are derived for ReLU networks; without strict=True relevance passes through them."
@@ -134,7 +92,7 @@ def non_relu_warning(non_relu) -> str:
     )
 
 
-def _preset_rule(node, preset: Preset, is_first: bool) -> R.Rule:
+def _composite_rule(node, composite: Composite, is_first: bool) -> R.Rule:
     kind = node.kind
     if kind is None:
         cls = type(node.layer).__name__
@@ -163,11 +121,14 @@ def _preset_rule(node, preset: Preset, is_first: bool) -> R.Rule:
             "keras_dtd cannot tell the signal from the gate (a gate is produced by a sigmoid-like "
             f"activation). Name the gate: DTD(model, gates={{'{node.layer.name}': '<layer producing the gate>'}})."
         )
-    if kind == "kernel":
-        return preset.first_kernel if is_first else preset.kernel
-    if kind == "stripped":
-        return preset.elementwise
-    return getattr(preset, kind)
+    rule = composite.rule(node, is_first)
+    if rule is None:
+        raise UnsupportedLayerError(
+            f"Composite '{composite.name}' has no rule for layer '{node.path}' ({type(node.layer).__name__}, "
+            f"kind '{kind}'). Add one for its class or kind to the composite, or pass "
+            f"layer_rules={{'{node.layer.name}': rule}} to the analyzer."
+        )
+    return rule
 
 
 def _first_kernel_nodes(graph) -> set[int]:

@@ -41,7 +41,8 @@ class LayerCall:
     """One call of a layer in the forward pass, as a rule sees it.
 
     ``node``: the traced node (layer, kind, linear map ``node.op``); ``inputs``/``outputs``:
-    its tensors; ``kernel``: the weights W of ``node.op`` in this call (None if fixed);
+    its tensors; ``kernel``, ``bias``: the weights W of ``node.op`` in this call (None if
+    fixed) and its bias b (None if none, else broadcastable against the outputs);
     ``domains``: a :class:`Domain` or None per input; ``vjp(cotangents)``: the
     vector–Jacobian product of the recorded forward call, one result per input.
     """
@@ -50,6 +51,7 @@ class LayerCall:
     inputs: list
     outputs: list
     kernel: Any
+    bias: Any
     domains: list
     vjp: Callable
 
@@ -180,10 +182,8 @@ def _ones(w):
     return tf.ones_like(w)
 
 
-def _split_signs(call, opposing=False):
-    """Terms x⁺·W⁺ + x⁻·W⁻ (the positive contributions (x w)⁺), reduced to x·W⁺ when the
-    inputs are known to be ≥ 0; with ``opposing``, x⁺·W⁻ + x⁻·W⁺ (the negative ones)."""
-    up, down = (_negative, _positive) if opposing else (_positive, _negative)
+def _signs(call, up, down):
+    """Terms x⁺·up(W) + x⁻·down(W), reduced to x·up(W) when the inputs are known to be ≥ 0."""
     if call.node.nonnegative_inputs and all(call.node.nonnegative_inputs):
         return [(list(call.inputs), up)]
     positive = [tf.nn.relu(x) for x in call.inputs]
@@ -191,21 +191,57 @@ def _split_signs(call, opposing=False):
     return [(positive, up), (negative, down)]
 
 
+def _split_signs(call, opposing=False):
+    """Terms x⁺·W⁺ + x⁻·W⁻ (the positive contributions (x w)⁺); with ``opposing``,
+    x⁺·W⁻ + x⁻·W⁺ (the negative ones)."""
+    return _signs(call, _negative, _positive) if opposing else _signs(call, _positive, _negative)
+
+
+BIAS_POLICIES = ("ignore", "include")
+
+
+def _check_convention(rule, bias, stabilizer):
+    if bias not in BIAS_POLICIES:
+        raise ValueError(f"{rule}: bias must be one of {BIAS_POLICIES}, got {bias!r}.")
+    if stabilizer is not None and not stabilizer > 0:
+        raise ValueError(f"{rule}: stabilizer must be None or a positive number, got {stabilizer!r}.")
+
+
+def _stabilized(d, epsilon):
+    """d + ε·sign(d) with sign(0) = +1, or d when ε is None."""
+    if epsilon is None:
+        return d
+    return d + epsilon * tf.where(d >= 0, tf.ones_like(d), -tf.ones_like(d))
+
+
 class Proportional(Rule):
-    """Base of the rules R_i = Σ_j q_ij / Σ_i' q_i'j · R_j; subclasses list the terms of q."""
+    """Base of the rules R_i = Σ_j q_ij / (Σ_i' q_i'j + b̃_j) · R_j; subclasses list the
+    terms of q and the bias term b̃_j (with ``bias="include"``; none with "ignore").
+    ``stabilizer`` ε: the denominator d becomes d + ε·sign(d), sign(0) = +1 (zennit's
+    convention); None: a zero denominator gives zero relevance."""
 
     uses_vjp = False
+    bias = "ignore"
+    stabilizer = None
 
     def terms(self, call):
         raise NotImplementedError
 
-    def denominator(self, call, z):
-        return z
+    def bias_term(self, call):
+        """b̃_j, broadcastable against the outputs, or None."""
+        return None
 
     def relevance(self, call, relevance):
         _require_linear(self, call.node)
         (r,) = relevance
-        return _proportional(call, self.terms(call), self.denominator, r)
+        return _redistribute(call, [(self.terms(call), self.bias_term(call), None)], r, self.stabilizer)
+
+
+def _bias(call, rule, modify=_identity):
+    """modify(b) when ``rule`` includes the bias and the layer has one, else None."""
+    if rule.bias != "include" or call.bias is None:
+        return None
+    return modify(call.bias)
 
 
 def _require_linear(rule, node):
@@ -216,10 +252,38 @@ def _require_linear(rule, node):
         )
 
 
-def _proportional(call, terms, denominator, r):
-    node, n_inputs = call.node, len(call.inputs)
-    op = node.op
-    kernel = call.kernel
+def _redistribute(call, groups, r, stabilizer=None):
+    """R_in = Σ_g c_g · Σ_t a_t ⊙ Jᵀ_t (R / stab(z_g + b_g)) over groups g = (terms, b_g, c_g):
+    the terms t of a group share the denominator z_g = Σ_t J_t a_t plus b_g (None: no bias);
+    c_g (None: 1) scales the group's share (α, −β) or masks the outputs it explains. All
+    groups are evaluated on one tape and differentiated in one call."""
+    with tf.GradientTape() as tape:
+        found = [(_term_sum(call, terms, tape), bias, factor) for terms, bias, factor in groups]
+    found = [(f, bias, factor) for f, bias, factor in found if f is not None]
+    if not found:
+        return [None] * len(call.inputs)
+    targets, sources, cotangents = [], [], []
+    for (group_sources, z, _), bias, factor in found:
+        s = tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
+        cotangents.append(s if factor is None else tf.cast(factor, s.dtype) * s)
+        targets.append(z)
+        sources.extend(group_sources)
+    grads = tape.gradient(targets, sources, output_gradients=cotangents)
+    result, start = [None] * len(call.inputs), 0
+    for (group_sources, _, collect), _, _ in found:
+        part = collect(grads[start : start + len(group_sources)])
+        result = [_add(a, b) for a, b in zip(result, part)]
+        start += len(group_sources)
+    return result
+
+
+def _term_sum(call, terms, tape):
+    """z = Σ_t J_t a_t over the terms (inputs a_t, weight modifier), evaluated on ``tape``;
+    returns (sources, z, collect) where ``collect(gradients)`` gives, per layer input,
+    Σ_t a_t ⊙ Jᵀ_t s from the gradients of z with respect to the sources; None if no term
+    contributes. A one-input map that stacks runs all terms as one call on concatenated
+    inputs and kernels."""
+    op, kernel, n_inputs = call.node.op, call.kernel, len(call.inputs)
     pieces = []
     for term_inputs, weights in terms:
         if kernel is None and weights is _negative:
@@ -227,64 +291,75 @@ def _proportional(call, terms, denominator, r):
         copies = [tf.identity(a) for a in term_inputs]
         pieces.append((copies, None if kernel is None else weights(kernel)))
     if not pieces:
-        return [None] * n_inputs
+        return None
     axes = op.stack_axes()
     if len(pieces) > 1 and axes is not None:
-        return [_stacked(call, pieces, denominator, r, axes)]
-    sources = [a for copies, _ in pieces for a in copies]
-    with tf.GradientTape() as tape:
-        tape.watch(sources)
-        zs = [op.apply(copies, k) for copies, k in pieces]
-    s = tf.math.divide_no_nan(r, denominator(call, tf.add_n(zs)))
-    grads = tape.gradient(zs, sources, output_gradients=[s] * len(zs))
-    out = [None] * n_inputs
-    for k, (a, g) in enumerate(zip(sources, grads)):
-        if g is None:
-            continue
-        position = k % n_inputs
-        out[position] = a * g if out[position] is None else out[position] + a * g
-    return out
-
-
-def _stacked(call, pieces, denominator, r, axes):
-    """The terms of a one-input kernel layer as one call on concatenated inputs and kernels."""
-    input_axis, kernel_axis = axes
-    a = tf.concat([copies[0] for copies, _ in pieces], axis=input_axis)
-    kernel = tf.concat([k for _, k in pieces], axis=kernel_axis)
-    with tf.GradientTape() as tape:
+        input_axis, kernel_axis, output_axis = axes
+        a = tf.concat([copies[0] for copies, _ in pieces], axis=input_axis)
         tape.watch(a)
-        z = call.node.op.apply([a], kernel)
-    s = tf.math.divide_no_nan(r, denominator(call, z))
-    return tf.add_n(tf.split(a * tape.gradient(z, a, output_gradients=s), len(pieces), axis=input_axis))
+        z = op.apply([a], tf.concat([k for _, k in pieces], axis=kernel_axis))
+        if output_axis is not None:
+            z = tf.add_n(tf.split(z, len(pieces), axis=output_axis))
+
+        def collect_stacked(grads):
+            return [tf.add_n(tf.split(a * grads[0], len(pieces), axis=input_axis))]
+
+        return [a], z, collect_stacked
+    sources = [a for copies, _ in pieces for a in copies]
+    tape.watch(sources)
+    z = tf.add_n([op.apply(copies, k) for copies, k in pieces])
+
+    def collect(grads):
+        out = [None] * n_inputs
+        for k, (a, g) in enumerate(zip(sources, grads)):
+            if g is not None:
+                out[k % n_inputs] = _add(out[k % n_inputs], a * g)
+        return out
+
+    return sources, z, collect
 
 
 class Z(Proportional):
-    """LRP-0: q_ij = x_i w_ij."""
+    """LRP-0: q_ij = x_i w_ij; with ``bias="include"`` the denominator is z_j + b_j."""
+
+    def __init__(self, bias="ignore", stabilizer=None):
+        _check_convention("Z", bias, stabilizer)
+        self.bias = bias
+        self.stabilizer = stabilizer
 
     def terms(self, call):
         return [(list(call.inputs), _identity)]
 
+    def bias_term(self, call):
+        return _bias(call, self)
 
-class Epsilon(Proportional):
-    """LRP-ε: q_ij = x_i w_ij, denominator z_j + b_j + ε·sign(z_j + b_j)."""
 
-    def __init__(self, epsilon=1e-7):
+class Epsilon(Z):
+    """LRP-ε: q_ij = x_i w_ij, denominator d_j + ε·sign(d_j) with d_j = z_j + b_j
+    (``bias="include"``, the default; z_j with "ignore") and sign(0) = +1."""
+
+    def __init__(self, epsilon=1e-7, bias="include"):
+        _check_convention("Epsilon", bias, epsilon)
         self.epsilon = epsilon
+        self.bias = bias
 
-    def terms(self, call):
-        return [(list(call.inputs), _identity)]
-
-    def denominator(self, call, z):
-        zb = call.node.op.add_bias(z)
-        return zb + self.epsilon * tf.where(zb >= 0, tf.ones_like(zb), -tf.ones_like(zb))
+    @property
+    def stabilizer(self):
+        return self.epsilon
 
 
 class ZPlus(Proportional):
-    """DTD z⁺: q_ij = (x_i w_ij)⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ (bias ignored); for ReLU inputs
-    x_i w_ij⁺. Sign-aware where relevance reaches an output y_j < 0 (a linear bottleneck,
-    a normalization, a smooth activation): there q_ij = (x_i w_ij)⁻, the contributions that
-    made y_j negative, so the map stays positive and conservative. On ReLU networks
-    relevance only reaches y_j > 0, and this is the paper's z⁺."""
+    """DTD z⁺: q_ij = (x_i w_ij)⁺ = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻; for ReLU inputs x_i w_ij⁺. The
+    bias is ignored (``bias="include"``: b_j⁺ joins the denominator, as in zennit).
+    Sign-aware where relevance reaches an output y_j < 0 (a linear bottleneck, a
+    normalization, a smooth activation): there q_ij = (x_i w_ij)⁻ (denominator + b_j⁻), the
+    contributions that made y_j negative, so the map stays positive and conservative. On
+    ReLU networks relevance only reaches y_j > 0, and this is the paper's z⁺."""
+
+    def __init__(self, bias="ignore", stabilizer=None):
+        _check_convention("ZPlus", bias, stabilizer)
+        self.bias = bias
+        self.stabilizer = stabilizer
 
     def terms(self, call):
         return _split_signs(call)
@@ -292,54 +367,88 @@ class ZPlus(Proportional):
     def relevance(self, call, relevance):
         _require_linear(self, call.node)
         (r,) = relevance
-        if call.node.rectified:
-            return _proportional(call, _split_signs(call), self.denominator, r)
+        positive = (_split_signs(call), _bias(call, self, _positive), None)
+        if call.node.rectified:  # relevance reaches no output below 0
+            return _redistribute(call, [positive], r, self.stabilizer)
         below = call.outputs[0] < 0
-        r_neg = tf.where(below, r, tf.zeros_like(r))
-        result = _proportional(call, _split_signs(call), self.denominator, r - r_neg)
-
-        def opposing():
-            out = _proportional(call, _split_signs(call, opposing=True), self.denominator, r_neg)
-            return [tf.zeros_like(x) if g is None else g for x, g in zip(call.inputs, out)]
-
-        def nothing():
-            return [tf.zeros_like(x) for x in call.inputs]
-
-        # only pay for the opposing terms when some relevance sits on negative outputs
-        extra = tf.cond(tf.reduce_any(tf.not_equal(r_neg, 0)), opposing, nothing)
-        return [_add(a, b) for a, b in zip(result, extra)]
+        negative = (_split_signs(call, opposing=True), _bias(call, self, _negative), below)
+        return _redistribute(call, [positive[:2] + (~below,), negative], r, self.stabilizer)
 
 
 class WSquare(Proportional):
     """DTD w²: q_ij = w_ij² (first layer, unbounded input in ℝ^d); padding added by a
     layer such as ZeroPadding2D is not an input and gets nothing; hidden units mixed
-    into the input (a Concatenate of input and features) get z⁺ terms x⁺w⁺ + x⁻w⁻."""
+    into the input (a Concatenate of input and features) get z⁺ terms x⁺w⁺ + x⁻w⁻.
+    ``bias="include"``: b_j² joins the denominator (zennit)."""
+
+    def __init__(self, bias="ignore", stabilizer=None):
+        _check_convention("WSquare", bias, stabilizer)
+        self.bias = bias
+        self.stabilizer = stabilizer
 
     def terms(self, call):
         return [(_support(call), _square)] + _hidden_zplus_terms(call)
 
+    def bias_term(self, call):
+        return _bias(call, self, _square)
+
 
 class Flat(Proportional):
     """LRP-flat: q_ij = 1 for every connected input i (padding excluded, as for w²;
-    hidden units mixed into the input get z⁺ terms)."""
+    hidden units mixed into the input get z⁺ terms); the bias is ignored."""
+
+    def __init__(self, stabilizer=None):
+        _check_convention("Flat", "ignore", stabilizer)
+        self.stabilizer = stabilizer
 
     def terms(self, call):
         return [(_support(call), _ones)] + _hidden_zplus_terms(call)
 
 
 class Gamma(Proportional):
-    """LRP-γ: q_ij = x_i (w_ij + γ w_ij⁺)."""
+    """LRP-γ. Textbook (``sign_aware=False``): q_ij = x_i (w_ij + γ w_ij⁺), denominator
+    + b_j + γ b_j⁺ with ``bias="include"``. zennit's form (``sign_aware=True``): where the
+    output z_j = Σ_i x_i w_ij + b_j > 0, q_ij = x_i⁺ w↑_ij + x_i⁻ w↓_ij (+ b_j + γ b_j⁺);
+    where z_j < 0, q_ij = x_i⁺ w↓_ij + x_i⁻ w↑_ij (+ b_j + γ b_j⁻); none where z_j = 0;
+    w↑ = w + γw⁺, w↓ = w + γw⁻: the contributions sharing z_j's sign are boosted."""
 
-    def __init__(self, gamma=0.25):
+    def __init__(self, gamma=0.25, bias="ignore", stabilizer=None, sign_aware=False):
+        _check_convention("Gamma", bias, stabilizer)
         self.gamma = gamma
+        self.bias = bias
+        self.stabilizer = stabilizer
+        self.sign_aware = sign_aware
+
+    def _up(self, w):
+        return w + self.gamma * tf.nn.relu(w)
+
+    def _down(self, w):
+        return w + self.gamma * tf.minimum(w, tf.zeros_like(w))
 
     def terms(self, call):
-        gamma = self.gamma
-        return [(list(call.inputs), lambda w: w + gamma * tf.nn.relu(w))]
+        return [(list(call.inputs), self._up)]
+
+    def bias_term(self, call):
+        return _bias(call, self, self._up)
+
+    def relevance(self, call, relevance):
+        if not self.sign_aware:
+            return super().relevance(call, relevance)
+        _require_linear(self, call.node)
+        (r,) = relevance
+        z = call.outputs[0]
+        if call.node.activation != "linear":
+            z = call.node.op.evaluate(call.inputs, (call.kernel, call.bias))
+        groups = [
+            (_signs(call, self._up, self._down), _bias(call, self, self._up), z > 0),
+            (_signs(call, self._down, self._up), _bias(call, self, self._down), z < 0),
+        ]
+        return _redistribute(call, groups, r, self.stabilizer)
 
 
 class ZBox(Proportional):
-    """DTD z^B: q_ij = x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻ for inputs bounded by l ≤ x ≤ h.
+    """DTD z^B: q_ij = x_i w_ij − l_i w_ij⁺ − h_i w_ij⁻ for inputs bounded by l ≤ x ≤ h
+    (the bias cancels).
 
     ``low``/``high`` (scalars or arrays broadcastable to one sample of the layer's
     input) may be given here; by default they come from the analyzer's ``input_range``.
@@ -347,11 +456,13 @@ class ZBox(Proportional):
     q_ij = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ there: exactly z⁺.
     """
 
-    def __init__(self, low=None, high=None):
+    def __init__(self, low=None, high=None, stabilizer=None):
         if (low is None) != (high is None):
             raise ValueError("ZBox needs both low and high, or neither.")
+        _check_convention("ZBox", "ignore", stabilizer)
         self.low = low
         self.high = high
+        self.stabilizer = stabilizer
 
     def terms(self, call):
         (x,) = call.inputs
@@ -383,29 +494,27 @@ def _is_zero(t):
 
 class AlphaBeta(Rule):
     """LRP-αβ: R_i = Σ_j (α q⁺_ij / Σ_i' q⁺_i'j − β q⁻_ij / Σ_i' q⁻_i'j) R_j with
-    q⁺ = x⁺w⁺ + x⁻w⁻ and q⁻ = x⁺w⁻ + x⁻w⁺ (α − β = 1 keeps it conservative)."""
+    q⁺ = x⁺w⁺ + x⁻w⁻ and q⁻ = x⁺w⁻ + x⁻w⁺ (α − β = 1 keeps it conservative).
+    ``bias="include"``: b_j⁺ joins the positive, b_j⁻ the negative denominator."""
 
     uses_vjp = False
 
-    def __init__(self, alpha=1.0, beta=0.0):
+    def __init__(self, alpha=1.0, beta=0.0, bias="ignore", stabilizer=None):
         if abs(alpha - beta - 1.0) > 1e-12:
             raise ValueError(f"AlphaBeta needs alpha - beta = 1, got alpha={alpha}, beta={beta}.")
+        _check_convention("AlphaBeta", bias, stabilizer)
         self.alpha = alpha
         self.beta = beta
+        self.bias = bias
+        self.stabilizer = stabilizer
 
     def relevance(self, call, relevance):
         _require_linear(self, call.node)
         (r,) = relevance
-        positive = [tf.nn.relu(x) for x in call.inputs]
-        negative = [tf.minimum(x, tf.zeros_like(x)) for x in call.inputs]
-        activating = [(positive, _positive), (negative, _negative)]
-        inhibiting = [(positive, _negative), (negative, _positive)]
-        same = lambda call, z: z  # noqa: E731
-        result = _proportional(call, activating, same, self.alpha * r)
+        groups = [(_split_signs(call), _bias(call, self, _positive), self.alpha)]
         if self.beta:
-            against = _proportional(call, inhibiting, same, -self.beta * r)
-            result = [_add(a, b) for a, b in zip(result, against)]
-        return result
+            groups.append((_split_signs(call, opposing=True), _bias(call, self, _negative), -self.beta))
+        return _redistribute(call, groups, r, self.stabilizer)
 
 
 def _add(a, b):

@@ -6,7 +6,7 @@ import pytest
 from replica import layer_matrix, rule_relevance
 
 from keras_dtd import Analyzer, rules
-from keras_dtd.presets import lrp
+from keras_dtd.composites import lrp
 
 F64 = "float64"
 F32 = "float32"

@@ -1,0 +1,178 @@
+"""Composites: which rule goes to which layer, by layer class, layer kind and position.
+
+A composite maps selectors to rules. A selector is a Keras layer class or a tuple of
+classes (matched with isinstance; a SeparableConv's depthwise and pointwise halves
+match its class), or a layer kind of :mod:`keras_dtd.layers`: "kernel" (Dense, the
+convolutions, LayerNormalization, ...), "pool" (average pooling), "add" (sums),
+"batch_norm" (a BatchNormalization no kernel layer absorbs), "max_pool", "gate",
+"embedding", "structural", "elementwise". For each layer the first match wins:
+
+  1. ``first``, for the first kernel layer(s): those that see model input values;
+     ``first_layer="every"`` counts each of them (DTD), "one" only the first in the
+     model's order that ``first`` selects (zennit's convention);
+  2. ``rules``;
+  3. defaults: max pooling → WinnerTakeAll, gates → Gate, Embedding → EmbeddingSum,
+     layers that move values → Route, elementwise layers → PassThrough.
+
+``DTD``, the LRP presets, iNNvestigate's presets and zennit's composites are all
+composites:
+
+    LRP(model, composites.EpsilonGammaBox(low=0.0, high=1.0))
+    LRP(model, composites.Composite({keras.layers.Dense: rules.Epsilon(), CONVOLUTIONS: rules.ZPlus()}))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+
+from keras_dtd import rules as R
+
+KINDS = ("kernel", "pool", "add", "batch_norm", "max_pool", "gate", "embedding", "structural", "elementwise")
+_LINEAR_KINDS = ("kernel", "pool", "add", "batch_norm")
+_DEFAULTS = {
+    "max_pool": R.WinnerTakeAll(),
+    "gate": R.Gate(),
+    "embedding": R.EmbeddingSum(),
+    "structural": R.Route(),
+    "elementwise": R.PassThrough(),
+    "stripped": R.PassThrough(),
+}
+DENSE = (keras.layers.Dense,)
+CONVOLUTIONS = (
+    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+)  # fmt: skip
+
+
+def _check_map(name, mapping):
+    for selector, rule in mapping.items():
+        classes = selector if isinstance(selector, tuple) else (selector,)
+        if isinstance(selector, str):
+            if selector not in KINDS:
+                raise ValueError(f"Composite {name}: unknown layer kind '{selector}'; kinds are {', '.join(KINDS)}.")
+        elif not classes or not all(isinstance(c, type) for c in classes):
+            raise TypeError(f"Composite {name}: a selector is a layer class, a tuple of classes or a kind; got {selector!r}.")
+        if not isinstance(rule, R.Rule):
+            raise TypeError(f"Composite {name}: {selector!r} maps to {rule!r}, not a keras_dtd.rules.Rule.")
+
+
+def _matches(selector, node) -> bool:
+    if isinstance(selector, str):
+        return node.kind == selector
+    return isinstance(node.layer, selector)
+
+
+@dataclasses.dataclass(frozen=True)
+class Composite:
+    """Rules by selector (see the module docstring). ``non_relu``: what to do with hidden
+    activations other than ReLU, through which relevance passes: "pass", "warn" (one
+    :class:`keras_dtd.NonReLUWarning` naming the layers) or "refuse"."""
+
+    rules: Any = dataclasses.field(default_factory=dict)
+    first: Any = dataclasses.field(default_factory=dict)
+    first_layer: str = "every"
+    non_relu: str = "pass"
+    name: str = "composite"
+
+    def __post_init__(self):
+        _check_map(self.name, self.rules)
+        _check_map(self.name, self.first)
+        if self.first_layer not in ("every", "one"):
+            raise ValueError(f"Composite {self.name}: first_layer must be 'every' or 'one', got {self.first_layer!r}.")
+        if self.non_relu not in ("pass", "warn", "refuse"):
+            raise ValueError(f"Composite {self.name}: non_relu must be 'pass', 'warn' or 'refuse', got {self.non_relu!r}.")
+
+    def first_rule(self, node):
+        """The rule ``first`` gives this node, or None."""
+        return next((r for s, r in self.first.items() if _matches(s, node)), None)
+
+    def rule(self, node, is_first: bool):
+        """The rule for a node (None if the composite has none for its kind)."""
+        if is_first:
+            rule = self.first_rule(node)
+            if rule is not None:
+                return rule
+        rule = next((r for s, r in self.rules.items() if _matches(s, node)), None)
+        return rule if rule is not None else _DEFAULTS.get(node.kind)
+
+
+def dtd(input_range=None, strict=False) -> Composite:
+    """Deep Taylor Decomposition: w² (or z^B with ``input_range``) on the first kernel
+    layers, z⁺ on every other linear map. Activations other than ReLU pass relevance on
+    with a warning (refused if ``strict``)."""
+    bounded = input_range is not None
+    return Composite(
+        rules={kind: R.ZPlus() for kind in _LINEAR_KINDS},
+        first={"kernel": R.ZBox() if bounded else R.WSquare()},
+        non_relu="refuse" if strict else "warn",
+        name="deep_taylor.bounded" if bounded else "deep_taylor",
+    )
+
+
+def lrp(rule: R.Rule, first_rule: R.Rule | None = None, name: str = "lrp") -> Composite:
+    """``rule`` on every linear map, ``first_rule`` (if given) on the first kernel layers."""
+    return Composite(
+        rules={kind: rule for kind in _LINEAR_KINDS},
+        first={} if first_rule is None else {"kernel": first_rule},
+        name=name,
+    )
+
+
+# ---------------------------------------------------------------- zennit's composites
+# zennit 1.0.0 conventions: stabilizer ε·sign(d), sign(0) = +1, ε = 1e-6 on every rule;
+# biases in the denominators; average pooling and sums get its Norm rule (z with the
+# stabilizer), BatchNorm is merged into the preceding layer, activations pass relevance;
+# the first layer is the first in the model's order.
+_ZENNIT_EPSILON = 1e-6
+
+
+def _zennit(name, dense, convolution, first=None):
+    norm = R.Z(stabilizer=_ZENNIT_EPSILON)
+    rules = {DENSE: dense, CONVOLUTIONS: convolution, "pool": norm, "add": norm, "batch_norm": R.PassThrough()}
+    return Composite(rules=rules, first=first or {}, first_layer="one", name=name)
+
+
+def _zennit_plus():
+    return R.AlphaBeta(1.0, 0.0, bias="include", stabilizer=_ZENNIT_EPSILON)  # zennit's ZPlus
+
+
+def _zennit_alpha2beta1():
+    return R.AlphaBeta(2.0, 1.0, bias="include", stabilizer=_ZENNIT_EPSILON)
+
+
+def _zennit_flat_first():
+    return {"kernel": R.Flat(stabilizer=_ZENNIT_EPSILON)}
+
+
+def EpsilonPlus(epsilon=1e-6) -> Composite:
+    """zennit's EpsilonPlus: ε on Dense, z⁺ (bias b⁺ in the denominator) on convolutions."""
+    return _zennit("EpsilonPlus", R.Epsilon(epsilon), _zennit_plus())
+
+
+def EpsilonPlusFlat(epsilon=1e-6) -> Composite:
+    """zennit's EpsilonPlusFlat: as EpsilonPlus, and flat on the first Dense or convolution."""
+    return _zennit("EpsilonPlusFlat", R.Epsilon(epsilon), _zennit_plus(), _zennit_flat_first())
+
+
+def EpsilonGammaBox(low, high, epsilon=1e-6, gamma=0.25) -> Composite:
+    """zennit's EpsilonGammaBox: ε on Dense, sign-aware γ (bias in the denominators) on
+    convolutions, z^B with bounds (low, high) on the first convolution (a first Dense
+    layer keeps ε, as in zennit)."""
+    gamma_rule = R.Gamma(gamma, bias="include", stabilizer=_ZENNIT_EPSILON, sign_aware=True)
+    first = {CONVOLUTIONS: R.ZBox(low, high, stabilizer=_ZENNIT_EPSILON)}
+    return _zennit("EpsilonGammaBox", R.Epsilon(epsilon), gamma_rule, first)
+
+
+def EpsilonAlpha2Beta1(epsilon=1e-6) -> Composite:
+    """zennit's EpsilonAlpha2Beta1: ε on Dense, α2β1 (b⁺, b⁻ in the denominators) on convolutions."""
+    return _zennit("EpsilonAlpha2Beta1", R.Epsilon(epsilon), _zennit_alpha2beta1())
+
+
+def EpsilonAlpha2Beta1Flat(epsilon=1e-6) -> Composite:
+    """zennit's EpsilonAlpha2Beta1Flat: as EpsilonAlpha2Beta1, and flat on the first layer."""
+    return _zennit("EpsilonAlpha2Beta1Flat", R.Epsilon(epsilon), _zennit_alpha2beta1(), _zennit_flat_first())
