@@ -55,3 +55,41 @@ def rule_relevance(rule, x, m, r, bias=None, low=None, high=None, epsilon=None, 
         inh = pos(xc) * neg(m) + neg(xc) * pos(m)
         return alpha * proportional(act, r) - beta * proportional(inh, r)
     raise ValueError(rule)
+
+
+def stabilized_proportional(q, r, bias_term=0.0, stabilizer=None):
+    """R_i = Σ_j q_ij / d_j · R_j with d_j = Σ_i q_ij + b̃_j, plus ε·sign(d_j) (sign(0) = +1)
+    when a stabilizer ε is given; zero where d_j = 0."""
+    d = q.sum(axis=0) + bias_term
+    if stabilizer is not None:
+        d = d + stabilizer * np.where(d >= 0, 1.0, -1.0)
+    return q @ np.divide(r, d, out=np.zeros_like(r), where=d != 0)
+
+
+def convention_relevance(rule, x, m, b, r, include_bias, stabilizer=None, gamma=0.25, alpha=2.0, beta=1.0):
+    """Input relevance of one affine layer y = x·m + b by rule name, with the bias in the
+    denominators (zennit's convention) if ``include_bias``; sign-aware rules split the
+    outputs by the sign of y either way."""
+    xc = x[:, None]
+    act = pos(xc) * pos(m) + neg(xc) * neg(m)
+    inh = pos(xc) * neg(m) + neg(xc) * pos(m)
+    y = x @ m + b
+    b = b if include_bias else 0 * b
+    if rule == "z":
+        return stabilized_proportional(xc * m, r, b, stabilizer)
+    if rule == "zplus":  # sign-aware: b⁺ with the positive, b⁻ with the negative contributions
+        return stabilized_proportional(act, np.where(y >= 0, r, 0), pos(b), stabilizer) + stabilized_proportional(
+            inh, np.where(y < 0, r, 0), neg(b), stabilizer)
+    if rule == "alphabeta":
+        return alpha * stabilized_proportional(act, r, pos(b), stabilizer) - beta * stabilized_proportional(
+            inh, r, neg(b), stabilizer)
+    if rule == "wsquare":
+        return stabilized_proportional(m**2, r, b**2, stabilizer)
+    if rule == "gamma":
+        return stabilized_proportional(xc * (m + gamma * pos(m)), r, b + gamma * pos(b), stabilizer)
+    if rule == "gamma_sign_aware":
+        up, down = m + gamma * pos(m), m + gamma * neg(m)
+        q_up, q_down = pos(xc) * up + neg(xc) * down, pos(xc) * down + neg(xc) * up
+        return stabilized_proportional(q_up, np.where(y > 0, r, 0), b + gamma * pos(b), stabilizer) + (
+            stabilized_proportional(q_down, np.where(y < 0, r, 0), b + gamma * neg(b), stabilizer))
+    raise ValueError(rule)

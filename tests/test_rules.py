@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from replica import layer_matrix, rule_relevance
+from replica import convention_relevance, layer_matrix, rule_relevance
 
 from keras_dtd import Analyzer, rules
 from keras_dtd.composites import lrp
@@ -213,3 +213,72 @@ def test_zero_denominator_gives_zero_not_nan():
     x = np.abs(np.random.normal(size=(2, 3)))  # x >= 0, w <= 0: z⁺ = 0 while f = 5 + ... > 0
     relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection=0)
     assert np.all(np.isfinite(relevance)) and np.all(relevance == 0)
+
+
+CONVENTION_LAYERS = ("dense", "conv2d_strided_valid", "conv1d_strided_same")
+CONVENTION_RULES = {  # name in replica.convention_relevance: rule with the bias, rule without it
+    "z": lambda **kw: rules.Z(**kw),
+    "zplus": lambda **kw: rules.ZPlus(**kw),
+    "alphabeta": lambda **kw: rules.AlphaBeta(2.0, 1.0, **kw),
+    "wsquare": lambda **kw: rules.WSquare(**kw),
+    "gamma": lambda **kw: rules.Gamma(0.25, **kw),
+    "gamma_sign_aware": lambda **kw: rules.Gamma(0.25, sign_aware=True, **kw),
+}
+
+
+@pytest.mark.parametrize("layer_name", CONVENTION_LAYERS)
+@pytest.mark.parametrize("rule_name", list(CONVENTION_RULES))
+@pytest.mark.parametrize("bias", ["ignore", "include"])
+@pytest.mark.parametrize("stabilizer", [None, 0.05])
+def test_bias_policy_and_stabilizer_match_numpy(layer_name, rule_name, bias, stabilizer):
+    shape, make = KERNEL_LAYERS[layer_name]
+    layer = make()
+    model = _single_layer_model(shape, layer)
+    _random_bias(layer)
+    rule = CONVENTION_RULES[rule_name](bias=bias, stabilizer=stabilizer)
+    x = np.random.uniform(LOW, HIGH, (3,) + shape)
+    relevance = Analyzer(model, lrp(rule), positive_output=False).analyze(x, neuron_selection="all")
+    m, b = layer_matrix(lambda a: model.predict_on_batch(a), shape)
+    for xs, rs in zip(x, relevance):
+        r_out = model.predict_on_batch(xs[None])[0]
+        expected = convention_relevance(rule_name, xs.ravel(), m, b, r_out, bias == "include", stabilizer)
+        np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-6, atol=1e-9)
+
+
+def _bias_free_net():
+    inp = keras.Input((6, 6, 2), dtype=F64)
+    h = keras.layers.Conv2D(4, 3, activation="relu", use_bias=False, dtype=F64)(inp)
+    h = keras.layers.AveragePooling2D(2, dtype=F64)(h)
+    h = keras.layers.Flatten(dtype=F64)(h)
+    h = keras.layers.Dense(5, activation="relu", use_bias=False, dtype=F64)(h)
+    return keras.Model(inp, keras.layers.Dense(3, use_bias=False, dtype=F64)(h))
+
+
+def test_epsilon_to_zero_approaches_z():
+    model = _bias_free_net()
+    x = np.random.uniform(-1, 1, (4, 6, 6, 2))
+    z = Analyzer(model, lrp(rules.Z()), positive_output=False).analyze(x)
+    gaps = [np.abs(Analyzer(model, lrp(rules.Epsilon(eps)), positive_output=False).analyze(x) - z).max()
+            for eps in (1e-2, 1e-5, 1e-8)]
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-5 * np.abs(z).max()
+
+
+def test_alpha1_beta0_without_bias_equals_zplus():
+    model = _bias_free_net()
+    x = np.random.uniform(-1, 1, (4, 6, 6, 2))
+    ab = Analyzer(model, lrp(rules.AlphaBeta(1.0, 0.0))).analyze(x)
+    zplus = Analyzer(model, lrp(rules.ZPlus())).analyze(x)  # positive start: relevance only at outputs ≥ 0
+    np.testing.assert_allclose(ab, zplus, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", [rules.Z(), rules.ZPlus(), rules.WSquare(), rules.Flat(), rules.Gamma(0.5),
+                                  rules.Gamma(0.5, sign_aware=True), rules.ZBox(-1, 1)], ids=repr)
+def test_conservation_on_a_bias_free_net(rule):
+    """Rules whose denominators are the sums of their numerators conserve relevance layer by
+    layer. (αβ conserves only where an output has both positive and negative contributions;
+    average pooling of ReLU outputs has none of the latter.)"""
+    model = _bias_free_net()
+    x = np.random.uniform(-1, 1, (4, 6, 6, 2))
+    explanation = Analyzer(model, lrp(rule), positive_output=False).explain(x)
+    sums = explanation.relevance.reshape(4, -1).sum(axis=1)
+    np.testing.assert_allclose(sums, explanation.target, rtol=1e-8, atol=1e-10)
