@@ -24,6 +24,7 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
 from keras_dtd import composites, rules  # noqa: E402
 from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, Gradient, ZeroRelevanceWarning  # noqa: E402
 from keras_dtd.compat import create_analyzer  # noqa: E402
+from keras_dtd.conservation import ConservationReport, check  # noqa: E402
 from keras_dtd.constraints import NonPositive  # noqa: E402
 from keras_dtd.export import export  # noqa: E402
 from keras_dtd.graph import ModelNotTraceableError  # noqa: E402
@@ -37,7 +38,9 @@ __all__ = [
     "Analyzer",
     "Explanation",
     "Gradient",
+    "check",
     "composites",
+    "ConservationReport",
     "create_analyzer",
     "export",
     "ModelNotTraceableError",

@@ -31,13 +31,17 @@ class Explanation(NamedTuple):
     score: the selected output f (for "all": the largest output);
     target: what a conservative map sums to: the selected outputs' Σ max(f, 0) (DTD,
       ``positive_output=True``) or Σ f (LRP, :class:`Gradient`);
-    layers: ``{layer path: relevance at its output}`` when asked for, else None.
+    layers: ``{layer path: relevance at its output}`` when asked for, else None;
+    balance: with the layers, ``{layer path: (n, 2) array}`` of each sample's relevance
+      at the layer's outputs and relevance its rule passed to its inputs, in backward
+      order (see :func:`keras_dtd.check`).
     """
 
     relevance: Any
     score: np.ndarray
     target: np.ndarray
     layers: dict | None
+    balance: dict | None = None
 
 
 class Analyzer:
@@ -122,11 +126,13 @@ class Analyzer:
             batch = [_pad(a[start:stop], pad, 0) for a in inputs]
             result = function(batch, _pad(indices[start:stop], pad, -1))
             parts.append(tf.nest.map_structure(lambda t, m=stop - start: t.numpy()[:m], result))
-        relevance, score, target, layers = tf.nest.map_structure(lambda *ts: np.concatenate(ts), *parts)
+        relevance, score, target, layers, balance = tf.nest.map_structure(lambda *ts: np.concatenate(ts), *parts)
         if self.positive_output:
             self._warn_non_positive(score)
         relevance = relevance[0] if len(relevance) == 1 else list(relevance)
-        return Explanation(relevance, score, target, layers if return_layers else None)
+        if not return_layers:
+            return Explanation(relevance, score, target, None)
+        return Explanation(relevance, score, target, layers, dict(balance))
 
     def export(self, export_dir, version: int = 1, overwrite: bool = False) -> str:
         """Write a TensorFlow Serving SavedModel (see :func:`keras_dtd.export.export`)."""
@@ -204,6 +210,7 @@ class Analyzer:
         mask, score = self._select(f, indices, all_outputs)
         top = mask * (tf.nn.relu(f) if self.positive_output else f)
         relevance = {self._output_id: top}
+        balance = {}
         for k in reversed(range(len(graph.nodes))):
             node, rule = graph.nodes[k], self.rules[k]
             if not any(o in relevance for o in node.outputs):
@@ -221,6 +228,12 @@ class Analyzer:
                 vjp=_vjp(tape, copies, outputs),
             )
             r_in = rule.relevance(call, r_out)
+            if keep_layers:
+                passed = [_per_sample_sum(tf.cast(r, top.dtype)) for r in r_in if r is not None]
+                balance[node.path] = tf.stack(
+                    [tf.add_n([_per_sample_sum(r) for r in r_out]), tf.add_n(passed) if passed else tf.zeros_like(score)],
+                    axis=-1,
+                )
             for i, r in zip(node.inputs, r_in):
                 if r is not None:
                     relevance[i] = relevance[i] + r if i in relevance else r
@@ -231,7 +244,7 @@ class Analyzer:
             for node in graph.nodes:
                 o = node.outputs[0]
                 layers[node.path] = relevance[o] if o in relevance else tf.zeros_like(values[o])
-        return result, score, _per_sample_sum(top), layers
+        return result, score, _per_sample_sum(top), layers, balance
 
     def _select(self, f, indices, all_outputs):
         """(mask of the explained outputs, shaped like f; the selected score per sample)."""
@@ -475,4 +488,4 @@ class Gradient(Analyzer):
             grads = [tf.abs(g) for g in grads]
         elif self.postprocess == "square":
             grads = [tf.square(g) for g in grads]
-        return grads, score, _per_sample_sum(mask * f), {}
+        return grads, score, _per_sample_sum(mask * f), {}, {}

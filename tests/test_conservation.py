@@ -1,0 +1,53 @@
+"""keras_dtd.check: sums, negative share and the first layer that loses relevance."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_dtd
+from keras_dtd import rules
+
+
+@pytest.fixture(scope="module")
+def net():
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((6,))
+    hidden = keras.layers.Dense(5, activation="relu", name="hidden")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3, name="top")(hidden))
+    for layer in model.layers[1:]:
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel, np.random.default_rng(1).uniform(0.2, 0.5, bias.shape).astype("float32")])
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 6)).astype("float32")
+    return model, x
+
+
+def test_dtd_is_reported_conservative_and_positive(net):
+    model, x = net
+    report = keras_dtd.check(keras_dtd.DTD(model), x)
+    assert report.conservative.all() and report.first_loss == [None] * 4
+    np.testing.assert_allclose(report.negative_share, 0)
+    np.testing.assert_allclose(report.target, np.maximum(model.predict(x, verbose=0).max(axis=1), 0), rtol=1e-6)
+
+
+def test_epsilon_loss_is_located_at_the_top_layer_with_its_amount(net):
+    model, x = net
+    eps = 0.5
+    report = keras_dtd.check(keras_dtd.LRP(model, rules.Epsilon(eps)), x, neuron_selection=1)
+    f = model.predict(x, verbose=0)[:, 1]
+    bias = model.get_layer("top").get_weights()[1][1]
+    passed = f * (f - bias) / (f + eps * np.where(f >= 0, 1.0, -1.0))  # Σ_i x_i w_i1 · f / (z + b + ε sign)
+    assert not report.conservative.any()
+    for k, (path, lost, cause) in enumerate(report.first_loss):
+        assert path == "top" and "ε" in cause
+        np.testing.assert_allclose(lost, f[k] - passed[k], rtol=1e-4)
+    np.testing.assert_allclose(report.target, f, rtol=1e-6)  # LRP explains the signed output
+    np.testing.assert_allclose(report.error, report.relevance_sum - report.target)
+    assert "top" in str(report)
+
+
+def test_gradient_has_sums_but_no_layers(net):
+    model, x = net
+    report = keras_dtd.check(keras_dtd.Gradient(model), x)
+    grads = keras_dtd.Gradient(model).analyze(x)
+    np.testing.assert_allclose(report.relevance_sum, grads.sum(axis=1), rtol=1e-6)
+    assert report.first_loss == [None] * 4
