@@ -22,7 +22,8 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
     )
 
 from keras_dtd import composites, rules  # noqa: E402
-from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, Gradient, ZeroRelevanceWarning  # noqa: E402
+from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, ZeroRelevanceWarning  # noqa: E402
+from keras_dtd.baselines import Gradient, InputTimesGradient, IntegratedGradients, SmoothGrad  # noqa: E402
 from keras_dtd.compat import create_analyzer  # noqa: E402
 from keras_dtd.conservation import ConservationReport, check  # noqa: E402
 from keras_dtd.constraints import NonPositive  # noqa: E402
@@ -38,6 +39,9 @@ __all__ = [
     "Analyzer",
     "Explanation",
     "Gradient",
+    "InputTimesGradient",
+    "IntegratedGradients",
+    "SmoothGrad",
     "check",
     "composites",
     "ConservationReport",

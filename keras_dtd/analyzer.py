@@ -464,28 +464,3 @@ class LRP(Analyzer):
         else:
             raise TypeError(f"LRP needs a keras_dtd.rules.Rule or a composites.Composite, got {rule!r}.")
         super().__init__(model, composite, positive_output=positive_output, **kwargs)
-
-
-class Gradient(Analyzer):
-    """Sensitivity analysis: R_i = ∂f/∂x_i of the selected output (a final softmax is
-    stripped), or (∂f/∂x_i)² with ``postprocess="square"`` as in the DTD paper, or
-    its absolute value with ``postprocess="abs"``. Not conservative: a baseline."""
-
-    def __init__(self, model, postprocess=None, **kwargs):
-        if postprocess not in (None, "abs", "square"):
-            raise ValueError(f"postprocess must be None, 'abs' or 'square', got {postprocess!r}.")
-        super().__init__(model, None, positive_output=False, **kwargs)
-        self.postprocess = postprocess
-
-    def _relevance(self, inputs, indices, all_outputs, keep_layers):
-        self.trace_count += 1
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(inputs)
-            f = self._forward(inputs)[0][self._output_id]
-        mask, score = self._select(f, indices, all_outputs)
-        grads = tape.gradient(f, inputs, output_gradients=mask)
-        if self.postprocess == "abs":
-            grads = [tf.abs(g) for g in grads]
-        elif self.postprocess == "square":
-            grads = [tf.square(g) for g in grads]
-        return grads, score, _per_sample_sum(mask * f), {}, {}

@@ -118,7 +118,8 @@ class PassThrough(Rule):
 class Route(Rule):
     """R_in = Jᵀ R_out with J the layer's 0/1 Jacobian: each input receives the relevance
     of the outputs it is copied to (Flatten, Reshape, Permute, padding, cropping), and a
-    Concatenate splits relevance back onto its inputs."""
+    Concatenate splits relevance back onto its inputs. On any other layer: the gradient
+    (iNNvestigate's treatment of Add, which copies R to each summand)."""
 
     def relevance(self, call, relevance):
         grads = call.vjp(list(relevance))
@@ -495,26 +496,79 @@ def _is_zero(t):
 class AlphaBeta(Rule):
     """LRP-αβ: R_i = Σ_j (α q⁺_ij / Σ_i' q⁺_i'j − β q⁻_ij / Σ_i' q⁻_i'j) R_j with
     q⁺ = x⁺w⁺ + x⁻w⁻ and q⁻ = x⁺w⁻ + x⁻w⁺ (α − β = 1 keeps it conservative).
-    ``bias="include"``: b_j⁺ joins the positive, b_j⁻ the negative denominator."""
+    ``bias``: "ignore"; "include": b_j⁺ joins the positive, b_j⁻ the negative denominator
+    (zennit); "both": the whole b_j joins both (iNNvestigate 2.1.2)."""
 
     uses_vjp = False
 
     def __init__(self, alpha=1.0, beta=0.0, bias="ignore", stabilizer=None):
         if abs(alpha - beta - 1.0) > 1e-12:
             raise ValueError(f"AlphaBeta needs alpha - beta = 1, got alpha={alpha}, beta={beta}.")
-        _check_convention("AlphaBeta", bias, stabilizer)
+        _check_convention("AlphaBeta", "ignore" if bias == "both" else bias, stabilizer)
         self.alpha = alpha
         self.beta = beta
         self.bias = bias
         self.stabilizer = stabilizer
 
+    def _bias_parts(self, call):
+        if self.bias == "ignore" or call.bias is None:
+            return None, None
+        if self.bias == "both":
+            return call.bias, call.bias
+        return _positive(call.bias), _negative(call.bias)
+
     def relevance(self, call, relevance):
         _require_linear(self, call.node)
         (r,) = relevance
-        groups = [(_split_signs(call), _bias(call, self, _positive), self.alpha)]
+        positive_bias, negative_bias = self._bias_parts(call)
+        groups = [(_split_signs(call), positive_bias, self.alpha)]
         if self.beta:
-            groups.append((_split_signs(call, opposing=True), _bias(call, self, _negative), -self.beta))
+            groups.append((_split_signs(call, opposing=True), negative_bias, -self.beta))
         return _redistribute(call, groups, r, self.stabilizer)
+
+
+class ZPlusFast(Proportional):
+    """iNNvestigate's z_plus_fast: q_ij = x_i w_ij⁺ whatever the sign of x_i (z⁺ for inputs
+    known to be ≥ 0), bias ignored."""
+
+    def terms(self, call):
+        return [(list(call.inputs), _positive)]
+
+
+def _is_relu(node):
+    return node.activation == "relu"
+
+
+def _linear_vjp(call, cotangent):
+    """Jᵀ s of the node's linear map alone (its activation skipped)."""
+    with tf.GradientTape() as tape:
+        tape.watch(call.inputs)
+        z = call.node.op.apply(call.inputs, call.kernel)
+    return tape.gradient(z, call.inputs, output_gradients=cotangent)
+
+
+class Deconvnet(Rule):
+    """Deconvnet (Zeiler & Fergus 2014): a ReLU passes relu(R) back whatever its input was;
+    a layer with a fused ReLU returns Wᵀ relu(R); every other layer the gradient Jᵀ R."""
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        if not _is_relu(call.node):
+            return Route().relevance(call, relevance)
+        if call.node.op is None:
+            return [tf.nn.relu(r)]
+        return _linear_vjp(call, tf.nn.relu(r))
+
+
+class GuidedBackprop(Rule):
+    """Guided backpropagation (Springenberg et al. 2015): a ReLU passes relu(R) ⊙ [z > 0]
+    back (the gradient's mask and the deconvnet's); every other layer the gradient Jᵀ R."""
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        if not _is_relu(call.node):
+            return Route().relevance(call, relevance)
+        return call.vjp([tf.nn.relu(r)])
 
 
 def _add(a, b):

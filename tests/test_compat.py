@@ -23,17 +23,22 @@ def x():
 
 def test_names_build_the_matching_analyzers(model, x):
     np.testing.assert_allclose(
-        create_analyzer("deep_taylor.bounded", model, low=0, high=1).analyze(x),
-        DTD(model, input_range=(0, 1)).analyze(x), rtol=1e-6)
-    np.testing.assert_allclose(
         create_analyzer("lrp.epsilon", model, neuron_selection_mode="index", epsilon=0.5).analyze(x, 2),
         LRP(model, rules.Epsilon(0.5)).analyze(x, neuron_selection=2), rtol=1e-6)
     np.testing.assert_allclose(
         create_analyzer("lrp.alpha_2_beta_1", model, neuron_selection_mode="all").analyze(x),
-        LRP(model, rules.AlphaBeta(2, 1)).analyze(x, neuron_selection="all"), rtol=1e-6)
+        LRP(model, rules.AlphaBeta(2, 1, bias="both")).analyze(x, neuron_selection="all"), rtol=1e-6)
+    required = {"deep_taylor.bounded": {"low": 0, "high": 1}, "lrp": {"rule": "Z"}, "lrp.alpha_beta": {"alpha": 2}}
     for name in ANALYZERS:
-        kwargs = {"low": 0, "high": 1} if name == "deep_taylor.bounded" else {}
-        assert create_analyzer(name, model, **kwargs).analyze(x).shape == x.shape
+        assert create_analyzer(name, model, **required.get(name, {})).analyze(x).shape == x.shape
+
+
+def test_innvestigates_deep_taylor_is_not_the_papers(model, x):
+    """deep_taylor (iNNvestigate) uses z⁺ at the first layer; DTD uses w² (the paper)."""
+    innvestigate = create_analyzer("deep_taylor", model).analyze(x)
+    paper = DTD(model).analyze(x)
+    assert np.abs(innvestigate - paper).max() > 1e-3 * np.abs(paper).max()
+    np.testing.assert_allclose(innvestigate.reshape(5, -1).sum(1), paper.reshape(5, -1).sum(1), rtol=1e-4)
 
 
 def test_compat_errors(model):
