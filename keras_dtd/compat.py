@@ -34,9 +34,9 @@ def _base(route_pooling=False):
             "batch_norm": R.Route()}  # fmt: skip
 
 
-def _lrp(model, kernel_rules, first=None, layer_rules=None, name="lrp", **kw):
-    composite = C.Composite(rules={**kernel_rules, **_base()}, first=first or {}, name=name)
-    return LRP(model, composite, layer_rules=layer_rules, **kw)
+def _lrp(model, kernel_rules, first=None, names=None, name="lrp", **kw):
+    composite = C.Composite(rules={**kernel_rules, **_base()}, first=first or {}, names=names or {}, name=name)
+    return LRP(model, composite, **kw)
 
 
 def _one_rule(rule_factory, name):
@@ -88,8 +88,8 @@ def lrp(model, rule=None, input_layer_rule=None, **kw):
     kernels = _kernel_layers(model)
     if len(rule) != len(kernels):
         raise ValueError(f"lrp: rule lists {len(rule)} rules for {len(kernels)} kernel layers.")
-    layer_rules = {layer.name: _rule(r) for (_, layer), r in zip(kernels, reversed(list(rule)))}
-    return _lrp(model, {"kernel": R.Z(bias="include")}, first, layer_rules, **kw)
+    names = {layer.name: _rule(r) for (_, layer), r in zip(kernels, reversed(list(rule)))}
+    return _lrp(model, {"kernel": R.Z(bias="include")}, first, names, **kw)
 
 
 def lrp_alpha_beta(model, alpha=None, beta=None, bias=True, **kw):
@@ -105,11 +105,14 @@ def lrp_epsilon(model, epsilon=_EPSILON, bias=True, **kw):
     return _one_rule(lambda: R.Epsilon(epsilon, bias="include" if bias else "ignore"), "lrp.epsilon")(model, **kw)
 
 
+def _sequential_rules(alpha, beta, epsilon):
+    """iNNvestigate's sequential presets: ε (with bias) on Dense, αβ (bias in both) on convolutions."""
+    return {C.DENSE: R.Epsilon(epsilon), C.CONVOLUTIONS: R.AlphaBeta(alpha, beta, bias="both"), "kernel": R.Epsilon(epsilon)}
+
+
 def _sequential_preset(alpha, beta, flat):
     def make(model, epsilon=0.1, **kw):
-        kernel_rules = {C.DENSE: R.Epsilon(epsilon), C.CONVOLUTIONS: R.AlphaBeta(alpha, beta, bias="both"),
-                        "kernel": R.Epsilon(epsilon)}  # fmt: skip
-        return _lrp(model, kernel_rules, {"kernel": R.Flat()} if flat else None, **kw)
+        return _lrp(model, _sequential_rules(alpha, beta, epsilon), {"kernel": R.Flat()} if flat else None, **kw)
 
     return make
 
@@ -120,7 +123,7 @@ def sequential_preset_b_flat_until_idx(model, until_layer_idx=None, epsilon=0.1,
     if until_layer_idx is None:
         return _sequential_preset(2.0, 1.0, True)(model, epsilon=epsilon, **kw)
     flat = {layer.name: R.Flat() for k, layer in _kernel_layers(model) if k <= until_layer_idx}
-    return _sequential_preset(2.0, 1.0, False)(model, epsilon=epsilon, layer_rules=flat, **kw)
+    return _lrp(model, _sequential_rules(2.0, 1.0, epsilon), None, flat, **kw)
 
 
 def deep_taylor(model, **kw):

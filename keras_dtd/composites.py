@@ -7,11 +7,12 @@ convolutions, LayerNormalization, ...), "pool" (average pooling), "add" (sums),
 "batch_norm" (a BatchNormalization no kernel layer absorbs), "max_pool", "gate",
 "embedding", "structural", "elementwise". For each layer the first match wins:
 
-  1. ``first``, for the first kernel layer(s): those that see model input values;
+  1. ``names``: ``{layer name (or nested path "outer/inner"): rule}``;
+  2. ``first``, for the first kernel layer(s): those that see model input values;
      ``first_layer="every"`` counts each of them (DTD), "one" only the first in the
      model's order that ``first`` selects (zennit's convention);
-  2. ``rules``;
-  3. defaults: max pooling → WinnerTakeAll, gates → Gate, Embedding → EmbeddingSum,
+  3. ``rules``;
+  4. defaults: max pooling → WinnerTakeAll, gates → Gate, Embedding → EmbeddingSum,
      layers that move values → Route, elementwise layers → PassThrough.
 
 ``DTD``, the LRP presets, iNNvestigate's presets and zennit's composites are all
@@ -75,6 +76,7 @@ class Composite:
 
     rules: Any = dataclasses.field(default_factory=dict)
     first: Any = dataclasses.field(default_factory=dict)
+    names: Any = dataclasses.field(default_factory=dict)
     first_layer: str = "every"
     non_relu: str = "pass"
     name: str = "composite"
@@ -82,6 +84,9 @@ class Composite:
     def __post_init__(self):
         _check_map(self.name, self.rules)
         _check_map(self.name, self.first)
+        for layer_name, rule in self.names.items():
+            if not isinstance(layer_name, str) or not isinstance(rule, R.Rule):
+                raise TypeError(f"Composite {self.name}: names maps layer names to rules; got {layer_name!r}: {rule!r}.")
         if self.first_layer not in ("every", "one"):
             raise ValueError(f"Composite {self.name}: first_layer must be 'every' or 'one', got {self.first_layer!r}.")
         if self.non_relu not in ("pass", "warn", "refuse"):
@@ -93,6 +98,9 @@ class Composite:
 
     def rule(self, node, is_first: bool):
         """The rule for a node (None if the composite has none for its kind)."""
+        named = self.names.get(node.path) or self.names.get(node.layer.name)
+        if named is not None:
+            return named
         if is_first:
             rule = self.first_rule(node)
             if rule is not None:
