@@ -208,7 +208,7 @@ class Analyzer:
         domains = self._domains(inputs, values)
         f = values[self._output_id]
         mask, score = self._select(f, indices, all_outputs)
-        top = mask * (tf.nn.relu(f) if self.positive_output else f)
+        top = self._start(inputs, f, mask)
         relevance = {self._output_id: top}
         balance = {}
         for k in reversed(range(len(graph.nodes))):
@@ -245,6 +245,10 @@ class Analyzer:
                 o = node.outputs[0]
                 layers[node.path] = relevance[o] if o in relevance else tf.zeros_like(values[o])
         return result, score, _per_sample_sum(top), layers, balance
+
+    def _start(self, inputs, f, mask):
+        """The relevance at the explained output: the selected f (or max(f, 0))."""
+        return mask * (tf.nn.relu(f) if self.positive_output else f)
 
     def _select(self, f, indices, all_outputs):
         """(mask of the explained outputs, shaped like f; the selected score per sample)."""
