@@ -72,3 +72,14 @@ def test_demo_writes_figures_and_summary(tmp_path):
     assert summary["max relative conservation error |ΣR - f| / f"] < 1e-4
     assert summary["smallest relevance value (positivity: >= 0)"] >= 0
     assert "test accuracy" in (tmp_path / "summary.txt").read_text()
+
+
+def test_relevance_models_side_by_side(tmp_path, capsys):
+    result = _example("relevance_models").main(["--epochs", "4", "--fit-epochs", "3", "--samples", "8",
+                                                "--out", str(tmp_path)])  # fmt: skip
+    rows = result["rows"]
+    assert rows["training-free model"]["r2"] == 1.0
+    assert rows["training-free model"]["conservation_error"] < 1e-4 and rows["DTD (z^B, z+)"]["conservation_error"] < 1e-4
+    assert all(rows[name]["negative_share"] == 0 for name in ("Min-Max model", "training-free model", "DTD (z^B, z+)"))
+    assert (tmp_path / "relevance_models.png").stat().st_size > 10_000
+    assert "| Min-Max model |" in capsys.readouterr().out
