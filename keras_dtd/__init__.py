@@ -21,7 +21,7 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
         f"'{_keras.backend.backend()}'. Set KERAS_BACKEND=tensorflow before importing keras."
     )
 
-from keras_dtd import composites, rules  # noqa: E402
+from keras_dtd import composites, metrics, relevance_models, rules  # noqa: E402
 from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, ZeroRelevanceWarning  # noqa: E402
 from keras_dtd.baselines import Gradient, InputTimesGradient, IntegratedGradients, SmoothGrad  # noqa: E402
 from keras_dtd.compat import create_analyzer  # noqa: E402
@@ -29,6 +29,7 @@ from keras_dtd.conservation import ConservationReport, check  # noqa: E402
 from keras_dtd.constraints import NonPositive  # noqa: E402
 from keras_dtd.export import export  # noqa: E402
 from keras_dtd.graph import ModelNotTraceableError  # noqa: E402
+from keras_dtd.taylor import RootNotFoundWarning, Taylor, TaylorExplanation  # noqa: E402
 from keras_dtd.presets import NonReLUWarning, UnsupportedLayerError, register_rule, unregister_rule  # noqa: E402
 
 __version__ = "0.1.0"
@@ -52,7 +53,12 @@ __all__ = [
     "NonReLUWarning",
     "UnsupportedLayerError",
     "ZeroRelevanceWarning",
+    "metrics",
     "register_rule",
+    "relevance_models",
+    "RootNotFoundWarning",
+    "Taylor",
+    "TaylorExplanation",
     "rules",
     "unregister_rule",
 ]
