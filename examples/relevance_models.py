@@ -7,8 +7,8 @@ it, both continue with DTD (z^B for pixels in [0, 1]). For comparison: DTD itsel
 order Taylor decomposition at a searched root (R = ∇f(x̃) ⊙ (x − x̃), f(x̃) ≈ 0) and
 sensitivity (squared gradient). The table gives the relevance models' fit (R² against
 DTD's relevance at the layer) and, per method, the conservation error (max over samples
-of |Σ R − f| / f) and the share of negative relevance. (Faithfulness by pixel-flipping
-will join the table with keras_dtd.metrics.)
+of |Σ R − f| / f), the share of negative relevance and the faithfulness AOPC (pixel-
+flipping of 2×2 patches to 0, most relevant first; keras_dtd.metrics.pixel_flipping).
 
     python examples/relevance_models.py [--epochs 15] [--fit-epochs 40] [--out out]
 """
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
 
-from keras_dtd import DTD, Gradient, datasets, plot  # noqa: E402
+from keras_dtd import DTD, Gradient, datasets, metrics, plot  # noqa: E402
 from keras_dtd.demo import digit_cnn, train  # noqa: E402
 from keras_dtd.relevance_models import MinMax, TrainingFree  # noqa: E402
 from keras_dtd.taylor import RootNotFoundWarning, Taylor  # noqa: E402
@@ -72,13 +72,14 @@ def main(argv=None):
     }
     fits = {"Min-Max model": min_max.evaluate(x, (0.0, 1.0))["r2"], "training-free model": free.evaluate(x, (0.0, 1.0))["r2"]}
     rows = {}
-    print(f"\n| method | R² at '{layer}' | conservation error | negative share |")
-    print("|---|---|---|---|")
+    print(f"\n| method | R² at '{layer}' | conservation error | negative share | AOPC (MoRF) |")
+    print("|---|---|---|---|---|")
     for name, relevance in maps.items():
         error, negative = quality(relevance, f)
-        rows[name] = {"r2": fits.get(name), "conservation_error": error, "negative_share": negative}
+        aopc = float(metrics.pixel_flipping(model, x, relevance, patch=2, steps=16).score.mean())
+        rows[name] = {"r2": fits.get(name), "conservation_error": error, "negative_share": negative, "aopc": aopc}
         r2 = f"{fits[name]:.4f}" if name in fits else "—"
-        print(f"| {name} | {r2} | {error:.3g} | {negative:.3g} |")
+        print(f"| {name} | {r2} | {error:.3g} | {negative:.3g} | {aopc:.3f} |")
     print(f"\nTaylor: root found for {int(taylor.converged.sum())} of {len(x)} images "
           f"(median distance ‖x − x̃‖ = {np.median(taylor.distance):.2f}); {len(caught)} warning(s)")
 

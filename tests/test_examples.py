@@ -83,3 +83,12 @@ def test_relevance_models_side_by_side(tmp_path, capsys):
     assert all(rows[name]["negative_share"] == 0 for name in ("Min-Max model", "training-free model", "DTD (z^B, z+)"))
     assert (tmp_path / "relevance_models.png").stat().st_size > 10_000
     assert "| Min-Max model |" in capsys.readouterr().out
+
+
+def test_faithfulness_table(tmp_path, capsys):
+    result = _example("faithfulness").main(["--epochs", "4", "--samples", "16", "--steps", "8", "--out", str(tmp_path)])
+    rows = result["rows"]
+    assert set(rows) >= {"DTD", "DTD bounded (z^B)", "LRP-ε (0.01)", "sensitivity (gradient²)", "random"}
+    assert rows["DTD bounded (z^B)"]["aopc"] > rows["random"]["aopc"]  # a trained net: relevance beats chance
+    assert (tmp_path / "faithfulness.png").stat().st_size > 10_000
+    assert "| DTD |" in capsys.readouterr().out
