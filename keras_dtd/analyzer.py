@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import threading
 import warnings
 from typing import Any, NamedTuple
 
@@ -18,6 +19,7 @@ from keras_dtd import rules as R
 from keras_dtd.canonize import canonize
 from keras_dtd.export import export as export_saved_model
 from keras_dtd.graph import trace
+from keras_dtd.streaming import analyze_stream, is_stream
 
 
 class ZeroRelevanceWarning(UserWarning):
@@ -97,16 +99,28 @@ class Analyzer:
         self.jit_compile = bool(jit_compile)
         self.trace_count = 0
         self._functions = {}
+        self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- public
-    def analyze(self, x, neuron_selection="max_activation", return_layers=False):
+    def analyze(self, x, neuron_selection="max_activation", return_layers=False, verbose="auto", out=None):
         """Relevance map(s) with the shape of ``x``.
 
         ``neuron_selection``: "max_activation" (each sample's top output), an int,
         one int per sample, or "all" (every output). A conservative map sums to the
         selected output f (to max(f, 0) with ``positive_output``). With ``return_layers=True``
         also returns ``{layer path: relevance of the layer's output}``.
+
+        ``x`` may also be a ``tf.data.Dataset`` or any iterable of batches (x, or (x, y)
+        pairs), streamed with memory bounded by the batch (:mod:`keras_dtd.streaming`):
+        ``verbose`` ("auto", 0, 1) shows a progress bar, ``out="maps.npy"`` writes the maps
+        batch by batch and returns a memory map of the file.
         """
+        if is_stream(x):
+            if return_layers:
+                raise ValueError("return_layers is not available for streams; analyze arrays batch by batch instead.")
+            return analyze_stream(self, x, neuron_selection, verbose, out)
+        if out is not None:
+            raise ValueError("out= is for streams (a tf.data.Dataset or an iterable of batches); arrays are returned.")
         explanation = self.explain(x, neuron_selection, return_layers)
         if return_layers:
             return explanation.relevance, explanation.layers
@@ -145,19 +159,22 @@ class Analyzer:
     # --------------------------------------------------------- compiled pass
     def _function(self, all_outputs, keep_layers):
         key = (bool(all_outputs), bool(keep_layers))
-        if key not in self._functions:
-            graph = self._graph
-            signature = (
-                [tf.TensorSpec((None,) + s[1:], d) for s, d in zip(graph.input_shapes, graph.input_dtypes)],
-                tf.TensorSpec((None,), tf.int32),
-            )
+        with self._lock:
+            return self._functions.get(key) or self._new_function(key)
 
-            def relevance(inputs, indices):
-                return self._relevance(inputs, indices, *key)
+    def _new_function(self, key):
+        graph = self._graph
+        signature = (
+            [tf.TensorSpec((None,) + s[1:], d) for s, d in zip(graph.input_shapes, graph.input_dtypes)],
+            tf.TensorSpec((None,), tf.int32),
+        )
 
-            self._functions[key] = tf.function(  # plain Python control flow: no AutoGraph needed
-                relevance, input_signature=signature, jit_compile=self.jit_compile, autograph=False
-            )
+        def relevance(inputs, indices):
+            return self._relevance(inputs, indices, *key)
+
+        self._functions[key] = tf.function(  # plain Python control flow: no AutoGraph needed
+            relevance, input_signature=signature, jit_compile=self.jit_compile, autograph=False
+        )
         return self._functions[key]
 
     def _forward(self, inputs):
