@@ -15,6 +15,7 @@ non-negative weights (pooling, sums) W⁺ = W, W⁻ = 0 and W² ∝ W within eac
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import tensorflow as tf
@@ -54,6 +55,11 @@ class LayerCall:
     bias: Any
     domains: list
     vjp: Callable
+
+    @functools.cached_property
+    def signed_inputs(self):
+        """(x⁺ per input, x⁻ per input), computed once per call."""
+        return [tf.nn.relu(x) for x in self.inputs], [tf.minimum(x, tf.zeros_like(x)) for x in self.inputs]
 
 
 def _support(call):
@@ -187,8 +193,7 @@ def _signs(call, up, down):
     """Terms x⁺·up(W) + x⁻·down(W), reduced to x·up(W) when the inputs are known to be ≥ 0."""
     if call.node.nonnegative_inputs and all(call.node.nonnegative_inputs):
         return [(list(call.inputs), up)]
-    positive = [tf.nn.relu(x) for x in call.inputs]
-    negative = [tf.minimum(x, tf.zeros_like(x)) for x in call.inputs]
+    positive, negative = call.signed_inputs
     return [(positive, up), (negative, down)]
 
 
@@ -285,12 +290,8 @@ def _term_sum(call, terms, tape):
     contributes. A one-input map that stacks runs all terms as one call on concatenated
     inputs and kernels."""
     op, kernel, n_inputs = call.node.op, call.kernel, len(call.inputs)
-    pieces = []
-    for term_inputs, weights in terms:
-        if kernel is None and weights is _negative:
-            continue  # fixed non-negative weights: W⁻ = 0
-        copies = [tf.identity(a) for a in term_inputs]
-        pieces.append((copies, None if kernel is None else weights(kernel)))
+    pieces = [(term_inputs, None if kernel is None else weights(kernel)) for term_inputs, weights in terms
+              if kernel is not None or weights is not _negative]  # fixed non-negative weights: W⁻ = 0
     if not pieces:
         return None
     axes = op.stack_axes()
@@ -306,6 +307,8 @@ def _term_sum(call, terms, tape):
             return [tf.add_n(tf.split(a * grads[0], len(pieces), axis=input_axis))]
 
         return [a], z, collect_stacked
+    # copies: a tensor may feed several terms (or groups), whose gradients must stay apart
+    pieces = [([tf.identity(a) for a in term_inputs], k) for term_inputs, k in pieces]
     sources = [a for copies, _ in pieces for a in copies]
     tape.watch(sources)
     z = tf.add_n([op.apply(copies, k) for copies, k in pieces])
