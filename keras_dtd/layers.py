@@ -200,12 +200,15 @@ class LinearOp:
     (maps such as LayerNormalization have a W that depends on them): W is None for maps
     with fixed non-negative weights (pooling, sums), b is None or broadcasts against z.
     ``apply(inputs, kernel)`` evaluates the map with any kernel of W's shape (W⁺, W², ...:
-    every rule modifies W elementwise), which rules use with the gradient trick. ``stack_axes()``
+    every rule modifies W elementwise), which rules use with the gradient trick. ``diagonal``:
+    each output reads one input entry (rules then need no Jacobian). ``stack_axes()``
     names the input and kernel axes along which several (input, kernel) pairs can be
     concatenated into one call, and the output axis along which that call's result must be
     split and summed (None when the map's contraction sums it):
     Σ_t apply(a_t, W_t) = apply([a_1 | a_2 | ...], [W_1; W_2; ...]) (split and summed); or None.
     """
+
+    diagonal = False
 
     def kernel(self, inputs):
         return None
@@ -425,6 +428,8 @@ class MatmulOp(LinearOp):
 
 class BatchNormOp(LinearOp):
     """A BatchNormalization that no kernel layer absorbs: z = x·s + t, s = γ/√(σ²+ε)."""
+
+    diagonal = True
 
     def __init__(self, layer):
         self.layer = layer

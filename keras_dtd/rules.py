@@ -263,6 +263,8 @@ def _redistribute(call, groups, r, stabilizer=None):
     the terms t of a group share the denominator z_g = Σ_t J_t a_t plus b_g (None: no bias);
     c_g (None: 1) scales the group's share (α, −β) or masks the outputs it explains. All
     groups are evaluated on one tape and differentiated in one call."""
+    if call.node.op.diagonal:
+        return _redistribute_diagonal(call, groups, r, stabilizer)
     with tf.GradientTape() as tape:
         found = [(_term_sum(call, terms, tape), bias, factor) for terms, bias, factor in groups]
     found = [(f, bias, factor) for f, bias, factor in found if f is not None]
@@ -281,6 +283,21 @@ def _redistribute(call, groups, r, stabilizer=None):
         result = [_add(a, b) for a, b in zip(result, part)]
         start += len(group_sources)
     return result
+
+
+def _redistribute_diagonal(call, groups, r, stabilizer):
+    """On a diagonal map (output j reads input j only) the sum over i has one term, so
+    R_in = Σ_g c_g z_g R / stab(z_g + b_g) elementwise, z_g = Σ_t apply(a_t, W_t): no tape."""
+    op, kernel, result = call.node.op, call.kernel, None
+    for terms, bias, factor in groups:
+        parts = [op.apply(a, None if kernel is None else weights(kernel)) for a, weights in terms
+                 if kernel is not None or weights is not _negative]  # fmt: skip
+        if not parts:
+            continue
+        z = tf.add_n(parts)
+        share = z * tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
+        result = _add(result, share if factor is None else tf.cast(factor, share.dtype) * share)
+    return [result]
 
 
 def _term_sum(call, terms, tape):

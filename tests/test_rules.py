@@ -282,3 +282,24 @@ def test_conservation_on_a_bias_free_net(rule):
     explanation = Analyzer(model, lrp(rule), positive_output=False).explain(x)
     sums = explanation.relevance.reshape(4, -1).sum(axis=1)
     np.testing.assert_allclose(sums, explanation.target, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("rule_name", list(RULES))
+def test_standalone_batch_norm_matches_numpy(rule_name):
+    """A BatchNormalization no kernel layer absorbs is a diagonal map x·s + t."""
+    shape = (3, 4, 5)
+    layer = keras.layers.BatchNormalization(dtype=F64)
+    model = _single_layer_model(shape, layer)
+    rng = np.random.default_rng(0)
+    layer.set_weights([rng.uniform(-1.5, 1.5, 5), rng.normal(0, 0.5, 5), rng.normal(0, 0.5, 5), rng.uniform(0.5, 2, 5)])
+    rule, params = RULES[rule_name]
+    x = rng.uniform(LOW, HIGH, (3,) + shape)
+    relevance = Analyzer(model, lrp(rule), positive_output=False).analyze(x, neuron_selection="all")
+    m, b = layer_matrix(lambda a: model.predict_on_batch(a), shape)
+    assert np.count_nonzero(m) == x[0].size  # diagonal
+    for xs, rs in zip(x, relevance):
+        r_out = model.predict_on_batch(xs[None])[0]
+        d = xs.size
+        expected = rule_relevance(rule_name, xs.ravel(), m, r_out, bias=b, low=np.full(d, LOW), high=np.full(d, HIGH),
+                                  **params)  # fmt: skip
+        np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-6, atol=1e-9)
