@@ -63,14 +63,18 @@ class LayerCall:
 
 
 def _support(call):
-    """Per input: 1 at real input entries, 0 at padding and hidden units (all ones when unknown)."""
+    """Per input: 1 at real input entries, 0 at padding and hidden units (all ones when
+    unknown), as one row (batch size 1) shared by all samples."""
     out = []
     for x, domain in zip(call.inputs, call.domains):
-        if domain is None or domain.support is None:
-            out.append(tf.ones_like(x))
-        else:
-            out.append(tf.broadcast_to(tf.cast(domain.support, x.dtype), tf.shape(x)))
+        support = tf.ones((), x.dtype) if domain is None or domain.support is None else tf.cast(domain.support, x.dtype)
+        out.append(_one_row_of(support, x))
     return out
+
+
+def _one_row_of(value, x):
+    """``value`` broadcast to one sample of ``x``, with a static batch size of 1."""
+    return tf.ensure_shape(tf.broadcast_to(value, tf.concat([[1], tf.shape(x)[1:]], 0)), [1] + x.shape[1:].as_list())
 
 
 def _hidden_parts(call):
@@ -271,14 +275,15 @@ def _redistribute(call, groups, r, stabilizer=None):
     if not found:
         return [None] * len(call.inputs)
     targets, sources, cotangents = [], [], []
-    for (group_sources, z, _), bias, factor in found:
+    for (group_targets, group_sources, z, _), bias, factor in found:
         s = tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
-        cotangents.append(s if factor is None else tf.cast(factor, s.dtype) * s)
-        targets.append(z)
+        s = s if factor is None else tf.cast(factor, s.dtype) * s
+        targets.extend(group_targets)
+        cotangents.extend([s] * len(group_targets))
         sources.extend(group_sources)
     grads = tape.gradient(targets, sources, output_gradients=cotangents)
     result, start = [None] * len(call.inputs), 0
-    for (group_sources, _, collect), _, _ in found:
+    for (_, group_sources, _, collect), _, _ in found:
         part = collect(grads[start : start + len(group_sources)])
         result = [_add(a, b) for a, b in zip(result, part)]
         start += len(group_sources)
@@ -294,7 +299,7 @@ def _redistribute_diagonal(call, groups, r, stabilizer):
                  if kernel is not None or weights is not _negative]  # fmt: skip
         if not parts:
             continue
-        z = tf.add_n(parts)
+        z = functools.reduce(tf.add, parts)  # broadcasts rows shared by all samples
         share = z * tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
         result = _add(result, share if factor is None else tf.cast(factor, share.dtype) * share)
     return [result]
@@ -302,26 +307,74 @@ def _redistribute_diagonal(call, groups, r, stabilizer):
 
 def _term_sum(call, terms, tape):
     """z = Σ_t J_t a_t over the terms (inputs a_t, weight modifier), evaluated on ``tape``;
-    returns (sources, z, collect) where ``collect(gradients)`` gives, per layer input,
-    Σ_t a_t ⊙ Jᵀ_t s from the gradients of z with respect to the sources; None if no term
-    contributes. A one-input map that stacks runs all terms as one call on concatenated
-    inputs and kernels."""
-    op, kernel, n_inputs = call.node.op, call.kernel, len(call.inputs)
+    returns (targets, sources, z, collect): ``collect(gradients)`` gives, per layer input,
+    Σ_t a_t ⊙ Jᵀ_t s from the gradients of the targets (each weighted by s) with respect to
+    the sources; None if no term contributes.
+
+    Terms whose inputs are one row shared by all samples (a first layer's support or
+    bounds) are evaluated on that row alone; their Jᵀ_t s comes from a zero stand-in of the
+    batch's shape whose forward result nothing uses, so only the transposed map runs."""
+    op, kernel = call.node.op, call.kernel
     pieces = [(term_inputs, None if kernel is None else weights(kernel)) for term_inputs, weights in terms
               if kernel is not None or weights is not _negative]  # fixed non-negative weights: W⁻ = 0
     if not pieces:
         return None
+    shared = [p for p in pieces if _one_row(p[0], call)]
+    per_sample = [p for p in pieces if not _one_row(p[0], call)]
+    targets, sources, collects, z = [], [], [], None
+    if per_sample:
+        piece_sources, z, collect = _evaluated(call, per_sample, tape)
+        targets.append(z)
+        sources.extend(piece_sources)
+        collects.append((len(piece_sources), collect))
+    if shared:
+        z_rows = tf.add_n([op.apply(a, k) for a, k in shared])
+        z = z_rows if z is None else z + z_rows
+        stand_ins = [[tf.zeros_like(x) for x in call.inputs] for _ in shared]
+        stand_in_sources, stand_in_z, collect = _evaluated(call, [(x, k) for x, (_, k) in zip(stand_ins, shared)], tape)
+        targets.append(stand_in_z)
+        sources.extend(stand_in_sources)
+        rows = [a for a, _ in shared]
+
+        def collect_shared(grads, collect=collect):
+            # collect multiplies each stand-in (zeros) by its gradient; multiply the rows instead
+            return collect(grads, [a for row in rows for a in row])
+
+        collects.append((len(stand_in_sources), collect_shared))
+
+    def collect_all(grads):
+        out, start = [None] * len(call.inputs), 0
+        for n, collect in collects:
+            out = [_add(a, b) for a, b in zip(out, collect(grads[start : start + n]))]
+            start += n
+        return out
+
+    return targets, sources, z, collect_all
+
+
+def _one_row(term_inputs, call):
+    """Whether a term's inputs are one row shared by all samples of a larger batch."""
+    return all(a.shape.rank and a.shape[0] == 1 for a in term_inputs) and any(x.shape[0] != 1 for x in call.inputs)
+
+
+def _evaluated(call, pieces, tape):
+    """(sources, z, collect) of pieces on ``tape``; ``collect(gradients, factors=sources)``
+    gives Σ_t factor_t ⊙ gradient_t per layer input. A one-input map that stacks runs all
+    pieces as one call on concatenated inputs and kernels."""
+    op, n_inputs = call.node.op, len(call.inputs)
     axes = op.stack_axes()
     if len(pieces) > 1 and axes is not None:
         input_axis, kernel_axis, output_axis = axes
-        a = tf.concat([copies[0] for copies, _ in pieces], axis=input_axis)
+        a = tf.concat([term_inputs[0] for term_inputs, _ in pieces], axis=input_axis)
         tape.watch(a)
         z = op.apply([a], tf.concat([k for _, k in pieces], axis=kernel_axis))
         if output_axis is not None:
             z = tf.add_n(tf.split(z, len(pieces), axis=output_axis))
 
-        def collect_stacked(grads):
-            return [tf.add_n(tf.split(a * grads[0], len(pieces), axis=input_axis))]
+        def collect_stacked(grads, factors=None):
+            parts = tf.split(grads[0], len(pieces), axis=input_axis)
+            factors = factors or tf.split(a, len(pieces), axis=input_axis)
+            return [tf.add_n([f * g for f, g in zip(factors, parts)])]
 
         return [a], z, collect_stacked
     # copies: a tensor may feed several terms (or groups), whose gradients must stay apart
@@ -330,9 +383,9 @@ def _term_sum(call, terms, tape):
     tape.watch(sources)
     z = tf.add_n([op.apply(copies, k) for copies, k in pieces])
 
-    def collect(grads):
+    def collect(grads, factors=None):
         out = [None] * n_inputs
-        for k, (a, g) in enumerate(zip(sources, grads)):
+        for k, (a, g) in enumerate(zip(factors or sources, grads)):
             if g is not None:
                 out[k % n_inputs] = _add(out[k % n_inputs], a * g)
         return out
@@ -504,7 +557,8 @@ class ZBox(Proportional):
         terms = [([x], _identity)]
         for bound, weights in ((low, _positive), (high, _negative)):
             if not _is_zero(bound):  # a zero bound adds nothing to q (e.g. low = 0 for pixels)
-                terms.append(([-tf.broadcast_to(bound, tf.shape(x))], weights))
+                per_sample = bound.shape.rank and bound.shape[0] != 1  # hidden units' bounds: per sample
+                terms.append(([-(tf.broadcast_to(bound, tf.shape(x)) if per_sample else _one_row_of(bound, x))], weights))
         return terms
 
 
