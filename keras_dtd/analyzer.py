@@ -90,6 +90,8 @@ class Analyzer:
         self.batch_size = batch_size
         self._graph = canonize(trace(model), gates)
         self.rules, non_relu = presets.assign(self._graph, composite, layer_rules) if composite is not None else ((), ())
+        if self.rules:
+            self._graph = presets.mark_rectified(self._graph, self.rules)
         if non_relu and composite.non_relu == "warn":
             warnings.warn(presets.non_relu_warning(non_relu), presets.NonReLUWarning, stacklevel=_outside_keras_dtd())
         self._output_id, self._n_outputs = self._choose_output(output)

@@ -9,6 +9,9 @@ A rule is chosen for each node, first match wins:
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+
 from keras_dtd import layers as L
 from keras_dtd import rules as R
 from keras_dtd.composites import Composite
@@ -77,6 +80,33 @@ def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[R.Rule,
             "folded into the Dense/Conv before it has no rule of its own)."
         )
     return tuple(chosen), tuple(non_relu)
+
+
+def mark_rectified(graph, rules):
+    """The graph with ``rectified`` also set on nodes whose outputs feed only layers that,
+    under their rules, pass relevance to positive inputs alone: sums and average pooling
+    under z⁺ (fixed non-negative weights: only x⁺ contributes) and moves (Route), whose own
+    negative outputs get none. z⁺ then skips its sign-aware part there (e.g. the last
+    convolution of a ResNet block, whose Add feeds a ReLU)."""
+    nodes = list(graph.nodes)
+    consumers = collections.defaultdict(list)
+    for k, node in enumerate(nodes):
+        for i in node.inputs:
+            consumers[i].append(k)
+
+    def positive_only(k):
+        node, rule = nodes[k], rules[k]
+        if not node.rectified:
+            return False
+        if isinstance(rule, R.Route):
+            return True
+        return type(rule) is R.ZPlus and node.kind in ("add", "pool") and node.op.kernel(None) is None
+
+    for k in reversed(range(len(nodes))):
+        users = [j for i in nodes[k].outputs for j in consumers[i]]
+        if not nodes[k].rectified and users and all(positive_only(j) for j in users):
+            nodes[k] = dataclasses.replace(nodes[k], rectified=True)
+    return dataclasses.replace(graph, nodes=tuple(nodes))
 
 
 def _listed(names, limit=8):

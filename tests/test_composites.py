@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dtd import Analyzer, LRP, UnsupportedLayerError, composites, rules
+from keras_dtd import DTD, LRP, Analyzer, UnsupportedLayerError, composites, rules
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,23 @@ def test_bad_composites_say_what_is_wrong(branches):
         LRP(model, composites.Composite({"pool": rules.Z()}))
     with pytest.raises(ValueError, match="either a composite or rule"):
         LRP(model, composites.EpsilonPlus(), first_rule=rules.Flat())
+
+
+def test_z_plus_skips_its_sign_aware_part_only_where_the_rules_allow():
+    """Before an Add that feeds a ReLU, DTD's z⁺ sends relevance to positive summands only, so
+    the convolution before it needs no sign-aware z⁺; with LRP-0 on the Add it does."""
+    inp = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="c1")(inp)
+    r = keras.layers.Conv2D(2, 3, padding="same", name="c2")(h)
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.ReLU()(keras.layers.Add()([h, r]))))
+    model = keras.Model(inp, out)
+
+    def c2(analyzer):
+        return next(n for n in analyzer._graph.nodes if n.path == "c2")
+
+    assert c2(DTD(model)).rectified
+    z_on_add = composites.Composite({"kernel": rules.ZPlus(), "add": rules.Z()})
+    assert not c2(Analyzer(model, z_on_add)).rectified
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 6, 6, 2)).astype("float32")
+    explanation = Analyzer(model, z_on_add, positive_output=False).explain(x)
+    np.testing.assert_allclose(explanation.relevance.reshape(4, -1).sum(1), explanation.target, rtol=1e-4, atol=1e-6)
