@@ -50,7 +50,8 @@ class Node:
     after ``arguments`` are filled in by :mod:`keras_dtd.canonize`: ``kind`` and
     ``op`` (see :mod:`keras_dtd.layers`), the ``activation`` applied after ``op``,
     which inputs are non-negative by construction, for a gate which input is the
-    ``signal``, and whether relevance can only reach outputs ≥ 0 (``rectified``).
+    ``signal``, and whether relevance can only reach outputs ≥ 0 (``rectified``), or does
+    so depending on weights known only at run time (``maybe_rectified``).
     """
 
     layer: keras.layers.Layer
@@ -65,6 +66,7 @@ class Node:
     nonnegative_inputs: tuple[bool, ...] = ()
     signal: int | None = None
     rectified: bool = False
+    maybe_rectified: bool = False
 
     def forward(self, inputs, parameters=None):
         """Output tensors of this node for the given input tensors (inference mode). A node

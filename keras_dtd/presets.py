@@ -86,26 +86,33 @@ def mark_rectified(graph, rules):
     """The graph with ``rectified`` also set on nodes whose outputs feed only layers that,
     under their rules, pass relevance to positive inputs alone: sums and average pooling
     under z⁺ (fixed non-negative weights: only x⁺ contributes) and moves (Route), whose own
-    negative outputs get none. z⁺ then skips its sign-aware part there (e.g. the last
-    convolution of a ResNet block, whose Add feeds a ReLU)."""
+    negative outputs get none; z⁺ then skips its sign-aware part (e.g. the last convolution
+    of a ResNet block, whose Add feeds a ReLU). ``maybe_rectified`` where that depends on
+    weights: a BatchNormalization under z⁺ passes relevance to x > 0 where its scale is > 0
+    (DenseNet's convolutions feed one through a Concatenate); z⁺ then checks at run time."""
     nodes = list(graph.nodes)
     consumers = collections.defaultdict(list)
     for k, node in enumerate(nodes):
         for i in node.inputs:
             consumers[i].append(k)
 
-    def positive_only(k):
+    def passes(k):
+        """"positive", "maybe" or "any": which inputs node k's rule can send relevance to."""
         node, rule = nodes[k], rules[k]
-        if not node.rectified:
-            return False
-        if isinstance(rule, R.Route):
-            return True
-        return type(rule) is R.ZPlus and node.kind in ("add", "pool") and node.op.kernel(None) is None
+        if not (node.rectified or node.maybe_rectified):
+            return "any"
+        sure = "positive" if node.rectified else "maybe"
+        if isinstance(rule, R.Route) or (type(rule) is R.ZPlus and node.kind in ("add", "pool")
+                                         and node.op.kernel(None) is None):  # fmt: skip
+            return sure
+        return "maybe" if type(rule) is R.ZPlus and node.kind == "batch_norm" else "any"
 
     for k in reversed(range(len(nodes))):
-        users = [j for i in nodes[k].outputs for j in consumers[i]]
-        if not nodes[k].rectified and users and all(positive_only(j) for j in users):
-            nodes[k] = dataclasses.replace(nodes[k], rectified=True)
+        users = [passes(j) for i in nodes[k].outputs for j in consumers[i]]
+        if nodes[k].rectified or not users or "any" in users:
+            continue
+        key = "rectified" if all(u == "positive" for u in users) else "maybe_rectified"
+        nodes[k] = dataclasses.replace(nodes[k], **{key: True})
     return dataclasses.replace(graph, nodes=tuple(nodes))
 
 

@@ -446,7 +446,21 @@ class ZPlus(Proportional):
             return _redistribute(call, [positive], r, self.stabilizer)
         below = call.outputs[0] < 0
         negative = (_split_signs(call, opposing=True), _bias(call, self, _negative), below)
-        return _redistribute(call, [positive[:2] + (~below,), negative], r, self.stabilizer)
+        if not call.node.maybe_rectified:  # relevance reaches outputs below 0: one tape for both sides
+            return _redistribute(call, [positive[:2] + (~below,), negative], r, self.stabilizer)
+        result = _redistribute(call, [positive[:2] + (~below,)], r, self.stabilizer)
+        negative = [negative]
+
+        def opposing():
+            return [tf.zeros_like(x) if g is None else g for x, g in zip(call.inputs, _redistribute(
+                call, negative, r, self.stabilizer))]  # fmt: skip
+
+        def nothing():
+            return [tf.zeros_like(x) for x in call.inputs]
+
+        # the opposing terms cost as much as the others: only pay when relevance sits below 0
+        reached = tf.reduce_any(tf.logical_and(below, tf.not_equal(r, 0)))
+        return [_add(a, b) for a, b in zip(result, tf.cond(reached, opposing, nothing))]
 
 
 class WSquare(Proportional):
