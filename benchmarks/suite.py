@@ -234,7 +234,7 @@ def case_worker(spec):
         "dtd": lambda b: analyzer.analyze(xs[b]),
         "grad": lambda b: gradient(xt[b]).numpy(),
     }
-    times = {b: {"dtd": [], "grad": []} for b in batches}
+    times = {b: {"dtd": [], "grad": []} for b in batches} if repeats else {}
     for r in range(repeats):
         for b in batches:
             order = ("dtd", "grad") if r % 2 == 0 else ("grad", "dtd")
@@ -262,6 +262,51 @@ def case_worker(spec):
     result["conservation"] = float(error.max()) if positive.any() else None
     result["trace_count"] = analyzer.trace_count
     return result
+
+
+# ----------------------------------------------------------------------- worker: one growth sweep
+def sweep_worker(spec):
+    """Every size of a growth sweep in one interpreter: each model's DTD and gradient are built and
+    warmed, then timed in interleaved rounds; each round visits every size (the order rotating)
+    and times one (DTD, gradient) pair per size (which goes first alternating), so that a change
+    of the shared machine's load hits all sizes alike."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_dtd
+    from bench_core import gradient_function
+
+    b, repeats = spec["batch"], spec["repeats"]
+    entries = []
+    for n in spec["values"]:
+        keras.utils.set_random_seed(0)
+        model = build_model(spec["model"], {spec["param"]: n})
+        x = np.random.default_rng(0).uniform(0, 1, (b,) + tuple(model.input_shape[1:])).astype("float32")
+        x_tensor = tf.constant(x)
+        analyzer = keras_dtd.DTD(model, input_range=(0.0, 1.0), batch_size=b)
+        gradient = gradient_function(model, False)
+        for _ in range(2):  # build, then one warm call each
+            analyzer.analyze(x)
+            gradient(x_tensor).numpy()
+        entries.append((n, {"dtd": lambda a=analyzer, x=x: a.analyze(x),
+                            "grad": lambda g=gradient, t=x_tensor: g(t).numpy()}))  # fmt: skip
+    for _, calls in entries:  # one untimed round once all are built: the first after a build of others is slow
+        calls["dtd"]()
+        calls["grad"]()
+    times = {n: {"dtd": [], "grad": []} for n, _ in entries}
+    for r in range(repeats):
+        k = r % len(entries)
+        for n, calls in entries[k:] + entries[:k]:
+            for name in ("dtd", "grad") if r % 2 == 0 else ("grad", "dtd"):
+                start = time.perf_counter()
+                calls[name]()
+                times[n][name].append(1000 * (time.perf_counter() - start))
+    return {"keras_dtd_file": keras_dtd.__file__, "per_value": {
+        str(n): {"dtd_ms": statistics.median(t["dtd"]), "grad_ms": statistics.median(t["grad"]),
+                 "ratio": statistics.median(d / g for d, g in zip(t["dtd"], t["grad"])),
+                 "dtd_all": t["dtd"], "grad_all": t["grad"]}
+        for n, t in times.items()}}  # fmt: skip
 
 
 # ----------------------------------------------------------------- worker: keras_dtd on the peers' case
@@ -405,7 +450,8 @@ LOADS = []  # 1-minute load average before each case
 
 
 def run_case(cfg, model, params, batches, build_batch, jit, repeats):
-    LOADS.append(os.getloadavg()[0])
+    load = os.getloadavg()[0]
+    LOADS.append(load)
     spec = {"model": model, "params": params, "batches": batches, "build_batch": build_batch, "jit": jit,
             "repeats": repeats}  # fmt: skip
     grad = run_worker("case", dict(spec, gradient_only=True), cfg["timeout"])
@@ -416,6 +462,7 @@ def run_case(cfg, model, params, batches, build_batch, jit, repeats):
         if key in grad:
             result[key] = grad[key]
     result["wall_s"] = result.get("wall_s", 0) + grad.get("wall_s", 0)
+    result["load"] = load
     log(f"{model} {params} jit={jit}: {'ERROR ' + result['error'] if 'error' in result else 'ok'} "
         f"({result['wall_s']:.0f} s)")  # fmt: skip
     return result
@@ -613,13 +660,13 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, wall_s, quic
     add("| model | input | layers | params | forward MMAC/sample | jit | build s (DTD) | gradient first call s | "
         "build ratio | warm-up s (DTD / gradient) | RSS MB: model → DTD built → DTD at every batch size → case peak | "
         "RSS MB gradient-only peak | "
-        "DTD conservation error |")  # fmt: skip
-    add("|" + "---|" * 13)
+        "DTD conservation error | load (1 min) before the case |")  # fmt: skip
+    add("|" + "---|" * 14)
     for (model, jit), r in models.items():
         head = [MODEL_TITLES[model], r.get("input", "—"), str(r.get("layers", "—")), f"{r.get('params', 0) / 1e6:.2f} M"
                 if "params" in r else "—", f"{r['macs'] / 1e6:.1f}" if "macs" in r else "—", "on" if jit else "off"]  # fmt: skip
         if "error" in r:
-            add("| " + " | ".join(head + [f"**{clean(r['error'])}**"] + ["—"] * 6) + " |")
+            add("| " + " | ".join(head + [f"**{clean(r['error'])}**"] + ["—"] * 7) + " |")
             continue
         add("| " + " | ".join(head + [
             f"{r['build_s']:.2f}", fmt(r.get("grad_first_s"), 2), fmt(r["build_s"] / r["grad_first_s"], 1, "×")
@@ -627,6 +674,7 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, wall_s, quic
             f"{r['dtd_warmup_s']:.2f} / {r['grad_warmup_s']:.2f}",
             f"{r['rss_model']:.0f} → {r['rss_build']:.0f} → {r['rss_dtd_all']:.0f} → {r['rss_peak']:.0f}",
             fmt(r.get("rss_grad_peak"), 0), f"{r['conservation']:.1e}" if r.get("conservation") is not None else "—",
+            fmt(r.get("load"), 2),
         ]) + " |")  # fmt: skip
     add("")
     add("Time per batch (ms, medians) and DTD / gradient (median of the per-pair ratios; in brackets the "
@@ -681,13 +729,18 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, wall_s, quic
         b = cfg["growth_batch"][key]
         add(f"### {title}")
         add("")
-        add(f"Batch {b}. ms/unit = ms per batch / {label if key != 'vgg_size' else 'pixels (size²)'}.")
+        add(f"Batch {b}. Build s, gradient first call s and RSS: one fresh interpreter per size (as in section 1); "
+            f"ms/batch: all sizes in one interpreter, {cfg['growth_repeats']} interleaved rounds (each round visits "
+            f"every size, the order rotating), medians; ms/unit = ms per batch / "
+            f"{label if key != 'vgg_size' else 'pixels (size²)'}.")
         add("")
         add(f"| {label} | layers | forward GMAC/batch | build s (DTD) | gradient first call s | DTD ms/batch | "
             "gradient ms/batch | ratio | DTD ms per unit | gradient ms per unit | RSS MB case peak |")  # fmt: skip
         add("|" + "---|" * 11)
         ok = []
         for n, r in rows.items():
+            if n == "_sweep":
+                continue
             if "error" in r:
                 add(f"| {n} | **{clean(r['error'])}** |" + " — |" * 9)
                 continue
@@ -935,7 +988,7 @@ def main():
     sys.path.insert(0, str(HERE))  # bench_core
     if args.worker:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        worker = {"case": case_worker, "peers": peers_worker}[args.worker]
+        worker = {"case": case_worker, "peers": peers_worker, "sweep": sweep_worker}[args.worker]
         print(json.dumps(worker(json.loads(args.spec))))
         return
 
@@ -981,7 +1034,17 @@ def run_suite(args, start, cfg, out):
                                           ("dense_chain", "dense_chain", "blocks", cfg["dense_chain"]),
                                           ("vgg_size", "vgg", "size", cfg["vgg_sizes"])]:  # fmt: skip
             b = cfg["growth_batch"][key]
-            growth[key] = {n: run_case(cfg, model, {param: n}, [b], b, False, cfg["growth_repeats"]) for n in values}
+            growth[key] = {n: run_case(cfg, model, {param: n}, [b], b, False, 0) for n in values}
+            spec = {"model": model, "param": param, "values": values, "batch": b, "repeats": cfg["growth_repeats"]}
+            LOADS.append(os.getloadavg()[0])
+            sweep = run_worker("sweep", spec, cfg["timeout"])
+            log(f"{key} sweep: {sweep.get('error', 'ok')} ({sweep['wall_s']:.0f} s)")
+            for n in values:
+                if "error" in sweep:
+                    growth[key][n].setdefault("error", "sweep: " + sweep["error"])
+                else:
+                    growth[key][n]["per_batch"] = {str(b): sweep["per_value"][str(n)]}
+            growth[key]["_sweep"] = sweep
 
     peers, peer_maps = ({}, {})
     if "peers" in only:
