@@ -115,7 +115,8 @@ class Analyzer:
         ``x`` may also be a ``tf.data.Dataset`` or any iterable of batches (x, or (x, y)
         pairs), streamed with memory bounded by the batch (:mod:`keras_dtd.streaming`):
         ``verbose`` ("auto", 0, 1) shows a progress bar, ``out="maps.npy"`` writes the maps
-        batch by batch and returns a memory map of the file.
+        batch by batch and returns a memory map of the file; ``out="maps.tfrecord"``
+        writes one ``tf.train.Example`` per map and returns a ``tf.data.Dataset`` of them.
         """
         if is_stream(x):
             if return_layers:

@@ -18,6 +18,9 @@ examples:
       maps of a batch of inputs (.npy) for class 3
   keras-dtd export model.keras serving/ --input-range 0 1
       a TensorFlow Serving SavedModel returning predictions and relevance
+  keras-dtd explain-dataset serving/ 'batches/*.npy' maps/ --runner DirectRunner
+      maps of every batch with Apache Beam (pip install "keras_dtd[beam]"); any
+      Beam runner and its options, e.g. --runner DataflowRunner --project P ...
 """
 
 METHODS = ("dtd", "lrp.z", "lrp.epsilon", "lrp.alpha_1_beta_0", "lrp.alpha_2_beta_1", "gradient")
@@ -25,7 +28,10 @@ METHODS = ("dtd", "lrp.z", "lrp.epsilon", "lrp.alpha_1_beta_0", "lrp.alpha_2_bet
 
 def main(argv=None):
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "explain-dataset":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pipeline_args = extra
     if args.command is None:
         parser.print_help()
         return 2
@@ -59,6 +65,20 @@ def _parser():
     export.add_argument("--version", type=int, default=1, help="model version (default: 1)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.set_defaults(run=_export)
+
+    dataset = commands.add_parser(
+        "explain-dataset", help="explain .npy / TFRecord files with Apache Beam (any runner)",
+        description="Explain every sample in the files matching INPUT_PATTERN with the SavedModel in EXPORT_DIR "
+                    "(written by `keras-dtd export`), on Apache Beam. Writes OUTPUT_DIR/<base name>.npy per input "
+                    "file and OUTPUT_DIR/summary.csv. Options not listed here are Beam's pipeline options "
+                    "(--runner DirectRunner | DataflowRunner | FlinkRunner | SparkRunner, and each runner's own).")
+    dataset.add_argument("export_dir", help="a keras_dtd export: a SavedModel directory or its versions' parent")
+    dataset.add_argument("input_pattern", help="input files: .npy batches or TFRecords of tf.train.Example (quote globs)")
+    dataset.add_argument("output_dir", help="where the maps and summary.csv go (local, gs://, s3://, ...)")
+    dataset.add_argument("--class-index", type=int, default=None, help="output to explain (default: each sample's top class)")
+    dataset.add_argument("--batch-size", type=int, default=32, help="largest batch per model call (default: 32)")
+    dataset.add_argument("--feature", default="x", help="TFRecord inputs: the Example feature holding a sample (default: x)")
+    dataset.set_defaults(run=_explain_dataset)
 
     demo = commands.add_parser("demo", help="train on bundled digits, explain, write figures (offline)")
     demo.add_argument("--out", default="out", help="output folder (default: out)")
@@ -149,6 +169,15 @@ def _export(args):
     model = _load_model(args.model)
     path = export(_analyzer(args, model), args.directory, version=args.version, overwrite=args.overwrite)
     print(f"SavedModel written to {path} (signatures: serving_default, explain)")
+    return 0
+
+
+def _explain_dataset(args):
+    from keras_dtd.beam import explain_dataset
+
+    explain_dataset(args.export_dir, args.input_pattern, args.output_dir, class_index=args.class_index,
+                    batch_size=args.batch_size, feature=args.feature, pipeline_args=args.pipeline_args)
+    print(f"relevance maps and summary.csv written to {args.output_dir}")
     return 0
 
 

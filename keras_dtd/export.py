@@ -2,8 +2,11 @@
 
 Signatures (input names, shapes and dtypes follow the Keras model's inputs; batch free):
   ``serving_default``: inputs → ``predictions`` (the model's output), ``class_index``
-    (its top class) and ``relevance`` (the map for that class);
-  ``explain``: inputs + ``class_index`` (int32, one per sample) → ``relevance``.
+    (its top class), ``relevance`` (the map for that class), ``score`` (the explained
+    output f, taken before a final softmax) and ``target`` (what the map sums to:
+    max(f, 0) for DTD, f for LRP);
+  ``explain``: inputs + ``class_index`` (int32, one per sample) → ``relevance``,
+    ``score`` and ``target``.
 For a multi-input model the maps are ``relevance_<input name>``. The SavedModel holds
 only TensorFlow ops and the model's variables: loading it needs neither keras_dtd
 nor Keras.
@@ -55,6 +58,8 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
         return {
             "predictions": predictions,
             "class_index": tf.argmax(scores, axis=-1, output_type=tf.int32),
+            "score": score,
+            "target": target,
             **relevance_outputs(maps),
         }
 
@@ -65,8 +70,8 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
         )
         with tf.control_dependencies([checked, tf.debugging.assert_non_negative(class_index)]):
             class_index = tf.identity(class_index)
-        maps, _, _, _, _ = analyzer._relevance(inputs, class_index, False, False)
-        return relevance_outputs(maps)
+        maps, score, target, _, _ = analyzer._relevance(inputs, class_index, False, False)
+        return {"score": score, "target": target, **relevance_outputs(maps)}
 
     module = tf.Module()
     module.serve = tf.function(serve, input_signature=specs, autograph=False)
@@ -102,7 +107,7 @@ def _input_names(model, count):
         name = re.sub(r"\W", "_", getattr(tensor, "name", "") or "") or f"input_{k}"
         if name[0].isdigit():
             name = f"input_{name}"
-        while name in names or name in ("class_index", "predictions"):
+        while name in names or name in ("class_index", "predictions", "score", "target"):
             name = f"{name}_{k}"
         names.append(name)
     return names

@@ -1,6 +1,7 @@
 """Explaining a stream of batches (a ``tf.data.Dataset`` or any iterable of arrays) with
 memory bounded by the batch: results are gathered, or written batch by batch to a
-``.npy`` file and returned as a read-only memory map."""
+``.npy`` file (returned as a read-only memory map) or a TFRecord file (returned as a
+``tf.data.Dataset`` of maps, see :func:`read_tfrecord`)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,53 @@ class NpyWriter:
         return np.load(self.path, mmap_mode="r")
 
 
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr")
+
+
+class TFRecordWriter:
+    """Writes one ``tf.train.Example`` per map: ``relevance`` (float list, C order) and
+    ``shape`` (int64 list)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.writer = tf.io.TFRecordWriter(self.path)
+        self.count = 0
+
+    def write(self, batch):
+        for sample in np.asarray(batch, np.float32):
+            feature = {
+                "relevance": tf.train.Feature(float_list=tf.train.FloatList(value=sample.reshape(-1))),
+                "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=sample.shape)),
+            }
+            self.writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        self.count += len(batch)
+
+    def close(self):
+        self.writer.close()
+        if self.count == 0:
+            raise ValueError("The stream held no batches.")
+        return read_tfrecord(self.path)
+
+
+def read_tfrecord(path) -> tf.data.Dataset:
+    """The maps of a TFRecord file written by ``analyze(stream, out="maps.tfrecord")``, one
+    float32 tensor per sample, in order."""
+    first = next(iter(tf.data.TFRecordDataset(str(path)).take(1)), None)
+    if first is None:
+        raise ValueError(f"{path} holds no maps.")
+    shape = tuple(tf.train.Example.FromString(first.numpy()).features.feature["shape"].int64_list.value)
+    spec = {"relevance": tf.io.FixedLenFeature(shape, tf.float32)}
+    return tf.data.TFRecordDataset(str(path)).map(lambda record: tf.io.parse_single_example(record, spec)["relevance"])
+
+
+def _writer(out):
+    if str(out).endswith(".npy"):
+        return NpyWriter(out)
+    if str(out).endswith(TFRECORD_SUFFIXES):
+        return TFRecordWriter(out)
+    raise ValueError(f"out must be a .npy or TFRecord ({', '.join(TFRECORD_SUFFIXES)}) path, got {out!r}.")
+
+
 def _inputs_of(element, n_inputs):
     """The model inputs in one stream element: x, (x, y), (x, y, w), or for several inputs
     a list/tuple of them, possibly in an (inputs, y) pair."""
@@ -76,12 +124,10 @@ def _numpy(a):
 def analyze_stream(analyzer, stream, neuron_selection="max_activation", verbose="auto", out=None):
     """Relevance for every batch of ``stream`` (see :meth:`keras_dtd.Analyzer.analyze`):
     a numpy array, or with ``out`` (a .npy path) a memory map of the file written batch by
-    batch. ``verbose``: "auto" shows a progress bar when the stream has more than 3 batches
+    batch, or with a TFRecord path (``.tfrecord``) a dataset reading that file back. ``verbose``: "auto" shows a progress bar when the stream has more than 3 batches
     (or an unknown length), 0 hides it, 1 shows it."""
     if not (isinstance(neuron_selection, (str, int)) and not isinstance(neuron_selection, bool)):
         raise ValueError("A stream takes neuron_selection 'max_activation', 'all' or one int for every sample.")
-    if out is not None and not str(out).endswith(".npy"):
-        raise ValueError(f"out must be a .npy path, got {out!r}.")
     if len(analyzer._graph.inputs) > 1 and out is not None:
         raise ValueError("out= writes one array; a model with several inputs has several maps. Gather them instead.")
     total = None
@@ -92,7 +138,7 @@ def analyze_stream(analyzer, stream, neuron_selection="max_activation", verbose=
         total = len(stream)
     show = verbose == 1 or (verbose == "auto" and (total is None or total > 3))
     bar = keras.utils.Progbar(total, unit_name="batch") if show else None
-    writer = NpyWriter(out) if out is not None else None
+    writer = _writer(out) if out is not None else None
     parts = []
     for k, element in enumerate(stream):
         relevance = analyzer.analyze(_numpy(_inputs_of(element, len(analyzer._graph.inputs))), neuron_selection)
@@ -111,4 +157,4 @@ def analyze_stream(analyzer, stream, neuron_selection="max_activation", verbose=
     return np.concatenate(parts)
 
 
-__all__ = ["analyze_stream", "is_stream", "NpyWriter"]
+__all__ = ["analyze_stream", "is_stream", "read_tfrecord", "NpyWriter", "TFRecordWriter"]

@@ -52,7 +52,8 @@ loaded = tf.saved_model.load({path!r})
 x = tf.constant(np.load({str(tmp_path / 'x.npy')!r}))
 serve = loaded.signatures["serving_default"](pixels=x)
 explain = loaded.signatures["explain"](pixels=x, class_index=tf.constant([2, 1, 0, 2], tf.int32))
-np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in serve.items()}}, explain=explain["relevance"].numpy())
+np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in serve.items()}},
+         **{{"explain_" + k: v.numpy() for k, v in explain.items()}})
 """, tmp_path)
     assert out == ""
     got = np.load(tmp_path / "out.npz")
@@ -60,7 +61,17 @@ np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in serve.items
     np.testing.assert_allclose(got["predictions"], model.predict_on_batch(x), rtol=1e-5)
     np.testing.assert_array_equal(got["class_index"], model.predict_on_batch(x).argmax(axis=1))
     np.testing.assert_allclose(got["relevance"], analyzer.analyze(x), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(got["explain"], analyzer.analyze(x, neuron_selection=[2, 1, 0, 2]), rtol=1e-5, atol=1e-7)
+    top = analyzer.explain(x)
+    np.testing.assert_allclose(got["score"], top.score, rtol=1e-5)
+    np.testing.assert_allclose(got["target"], top.target, rtol=1e-5)
+    np.testing.assert_allclose(got["relevance"].reshape(4, -1).sum(axis=1), got["target"], rtol=1e-4)
+    chosen = analyzer.explain(x, neuron_selection=[2, 1, 0, 2])
+    np.testing.assert_allclose(got["explain_relevance"], chosen.relevance, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got["explain_score"], chosen.score, rtol=1e-5)
+    np.testing.assert_allclose(got["explain_target"], chosen.target, rtol=1e-5)
+    logits = np.log(got["predictions"])  # softmax output: score is the logit, equal to log p up to a per-sample shift
+    np.testing.assert_allclose(got["explain_score"] - got["score"],
+                               logits[np.arange(4), [2, 1, 0, 2]] - logits[np.arange(4), got["class_index"]], rtol=1e-4, atol=1e-5)
 
 
 def test_saved_model_cli_reads_and_runs_it(exported, tmp_path):
@@ -70,7 +81,7 @@ def test_saved_model_cli_reads_and_runs_it(exported, tmp_path):
     shown = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True, text=True, env=env, timeout=300)
     assert shown.returncode == 0, shown.stderr[-2000:]
     for words in ("signature_def['serving_default']", "signature_def['explain']", "inputs['pixels']",
-                  "inputs['class_index']", "outputs['relevance']", "outputs['predictions']", "shape: (-1, 6, 6, 1)"):
+                  "inputs['class_index']", "outputs['relevance']", "outputs['predictions']", "outputs['score']", "outputs['target']", "shape: (-1, 6, 6, 1)"):
         assert words in shown.stdout
     np.save(tmp_path / "x.npy", x)
     ran = subprocess.run([cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",

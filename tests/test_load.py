@@ -60,6 +60,14 @@ def test_a_dataset_streams_to_arrays_and_to_a_npy_file(net, tmp_path, capsys):
     np.testing.assert_allclose(written, expected, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(np.load(tmp_path / "maps.npy"), expected, rtol=1e-6, atol=1e-8)
     assert "7/7" in capsys.readouterr().out  # the progress bar
+    maps = analyzer.analyze(dataset, out=tmp_path / "maps.tfrecord", verbose=0)
+    np.testing.assert_allclose(np.stack([m.numpy() for m in maps]), expected, rtol=1e-6, atol=1e-8)
+    records = list(tf.data.TFRecordDataset(str(tmp_path / "maps.tfrecord")))
+    assert len(records) == 100  # one tf.train.Example per map, readable without keras_dtd
+    example = tf.train.Example.FromString(records[7].numpy()).features.feature
+    assert tuple(example["shape"].int64_list.value) == expected.shape[1:]
+    np.testing.assert_allclose(np.reshape(example["relevance"].float_list.value, expected.shape[1:]), expected[7],
+                               rtol=1e-6, atol=1e-8)  # fmt: skip
     generator = (x[k : k + 10] for k in range(0, 100, 10))
     np.testing.assert_allclose(analyzer.analyze(generator, neuron_selection=2, verbose=0),
                                analyzer.analyze(x[:100], neuron_selection=2), rtol=1e-6, atol=1e-8)  # fmt: skip
@@ -71,7 +79,7 @@ def test_stream_errors(net, tmp_path):
     analyzer = DTD(model)
     with pytest.raises(ValueError, match="no batches"):
         analyzer.analyze(iter([]), verbose=0)
-    with pytest.raises(ValueError, match=".npy path"):
+    with pytest.raises(ValueError, match=r"out must be a .npy or TFRecord \(.tfrecord"):
         analyzer.analyze(iter([x[:4]]), out=tmp_path / "maps.txt")
     with pytest.raises(ValueError, match="one int for every sample"):
         analyzer.analyze(iter([x[:4]]), neuron_selection=[1, 2, 3, 4])
