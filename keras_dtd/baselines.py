@@ -24,17 +24,19 @@ class Gradient(Analyzer):
         super().__init__(model, None, positive_output=False, **kwargs)
         self.postprocess = postprocess
 
-    def _gradients(self, inputs, mask):
-        """post(∂(Σ mask·f)/∂x) per input."""
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(inputs)
-            f = self._forward(inputs)[0][self._output_id]
-        grads = tape.gradient(f, inputs, output_gradients=mask)
+    def _post(self, grads):
         if self.postprocess == "abs":
             return [tf.abs(g) for g in grads]
         if self.postprocess == "square":
             return [tf.square(g) for g in grads]
         return grads
+
+    def _gradients(self, inputs, mask):
+        """post(∂(Σ mask·f)/∂x) per input."""
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(inputs)
+            f = self._forward(inputs)[0][self._output_id]
+        return self._post(tape.gradient(f, inputs, output_gradients=mask))
 
     def _selection(self, inputs, indices, all_outputs):
         f = self._forward(inputs)[0][self._output_id]
@@ -42,19 +44,24 @@ class Gradient(Analyzer):
         return mask, score, _per_sample_sum(mask * f)
 
     def _relevance(self, inputs, indices, all_outputs, keep_layers):
+        """One forward pass serves the selection and the gradient."""
         self.trace_count += 1
-        mask, score, target = self._selection(inputs, indices, all_outputs)
-        return self._map(inputs, mask), score, target, {}, {}
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(inputs)
+            f = self._forward(inputs)[0][self._output_id]
+        mask, score = self._select(f, indices, all_outputs)
+        maps = self._map(inputs, lambda: self._post(tape.gradient(f, inputs, output_gradients=mask)))
+        return maps, score, _per_sample_sum(mask * f), {}, {}
 
-    def _map(self, inputs, mask):
-        return self._gradients(inputs, mask)
+    def _map(self, inputs, gradients):
+        return gradients()
 
 
 class InputTimesGradient(Gradient):
     """R_i = x_i · ∂f/∂x_i (Shrikumar et al. 2016)."""
 
-    def _map(self, inputs, mask):
-        return [x * g for x, g in zip(inputs, self._gradients(inputs, mask))]
+    def _map(self, inputs, gradients):
+        return [x * g for x, g in zip(inputs, gradients())]
 
 
 def _references(reference, inputs):
@@ -79,7 +86,7 @@ class IntegratedGradients(Gradient):
 
     def _relevance(self, inputs, indices, all_outputs, keep_layers):
         self.trace_count += 1
-        mask, score, _ = self._selection(inputs, indices, all_outputs)
+        mask, score, f_mask = self._selection(inputs, indices, all_outputs)
         refs = _references(self.reference_inputs, inputs)
         f_ref = self._forward(refs)[0][self._output_id]
 
@@ -90,7 +97,7 @@ class IntegratedGradients(Gradient):
 
         _, totals = tf.while_loop(lambda k, _: k < self.steps, body, (0, [tf.zeros_like(x) for x in inputs]))
         maps = [(x - r) * a / self.steps for x, r, a in zip(inputs, refs, totals)]
-        target = _per_sample_sum(mask * self._forward(inputs)[0][self._output_id]) - _per_sample_sum(mask * f_ref)
+        target = f_mask - _per_sample_sum(mask * f_ref)
         return maps, score, target, {}, {}
 
 
@@ -125,7 +132,7 @@ class SmoothGrad(Gradient):
 class Input(Gradient):
     """The input itself, R = x: a reference map."""
 
-    def _map(self, inputs, mask):
+    def _map(self, inputs, gradients):
         return list(inputs)
 
 
@@ -137,7 +144,7 @@ class Random(Gradient):
         self.stddev = float(stddev)
         self.seed = int(seed)
 
-    def _map(self, inputs, mask):
+    def _map(self, inputs, gradients):
         return [x + self.stddev * tf.random.stateless_normal(tf.shape(x), [self.seed, j], dtype=x.dtype)
                 for j, x in enumerate(inputs)]  # fmt: skip
 
