@@ -609,7 +609,7 @@ def growth_verdict(points, unit):
                        f"cost per {single.get(unit, unit)} at the largest size / at the smallest {per_unit:.2f}")
 
 
-def write_report(path, cfg, meta, models, growth, peers, peer_maps, wall_s, quick):
+def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, wall_s, quick):
     lines = []
     add = lines.append
     add("# keras_dtd benchmark suite" + (" (QUICK smoke run — not the real numbers)" if quick else ""))
@@ -852,6 +852,14 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, wall_s, quic
         add("| — | no peer maps | | | | | | |")
     add("")
 
+    if under_load:
+        import under_load as load_module
+
+        add("## 4. Under load (`benchmarks/under_load.py`, VGG-style CNN, `DTD(input_range=(0, 1), batch_size=32)`)")
+        add("")
+        lines.extend(load_module.report_lines(under_load))
+        add("")
+
     # --------------------------------------------------------------------------------------- aims
     add("## Aims")
     add("")
@@ -980,7 +988,7 @@ def main():
     parser.add_argument("--source", choices=["worktree", "HEAD"], default="worktree",
                         help="which keras_dtd/ to measure: the working tree (default) or the last commit "
                              "(read with git archive); either is copied once at the start")  # fmt: skip
-    parser.add_argument("--only", default="models,growth,peers", help=argparse.SUPPRESS)  # for development
+    parser.add_argument("--only", default="models,growth,peers,load", help=argparse.SUPPRESS)  # for development
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -988,7 +996,9 @@ def main():
     sys.path.insert(0, str(HERE))  # bench_core
     if args.worker:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        worker = {"case": case_worker, "peers": peers_worker, "sweep": sweep_worker}[args.worker]
+        import under_load
+
+        worker = {"case": case_worker, "peers": peers_worker, "sweep": sweep_worker, "load": under_load.worker}[args.worker]
         print(json.dumps(worker(json.loads(args.spec))))
         return
 
@@ -1050,13 +1060,22 @@ def run_suite(args, start, cfg, out):
     if "peers" in only:
         peers, peer_maps = run_peers(cfg)
 
+    under_load = {}
+    if "load" in only:
+        import under_load as load_module
+
+        LOADS.append(os.getloadavg()[0])
+        under_load = run_worker("load", load_module.QUICK if args.quick else load_module.FULL, cfg["timeout"])
+        log(f"under load: {under_load.get('error', 'ok')} ({under_load['wall_s']:.0f} s)")
+
     meta["load_end"] = os.getloadavg()[0]
     meta["source_end"] = source_state()
     origins = [r.get("keras_dtd_file") for r in [*models.values(), *(c for g in growth.values() for c in g.values()),
-                                                 peers.get("keras_dtd", {})] if r.get("keras_dtd_file")]  # fmt: skip
+                                                 peers.get("keras_dtd", {}), under_load] if r.get("keras_dtd_file")]  # fmt: skip
     inside = sum(1 for o in origins if o.startswith(str(args.snapshot)))
     meta["snapshot_workers"] = f"{inside} of {len(origins)}"
-    lines = write_report(out, cfg, meta, models, growth, peers, peer_maps, time.perf_counter() - start, args.quick)
+    lines = write_report(out, cfg, meta, models, growth, peers, peer_maps, under_load, time.perf_counter() - start,
+                         args.quick)  # fmt: skip
     print("\n".join(lines))
     log(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
 
