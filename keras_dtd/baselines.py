@@ -31,11 +31,16 @@ class Gradient(Analyzer):
             return [tf.square(g) for g in grads]
         return grads
 
-    def _gradients(self, inputs, mask):
-        """post(∂(Σ mask·f)/∂x) per input."""
+    def _taped(self, inputs):
+        """(tape, f): the forward pass, recorded for gradients with respect to the inputs."""
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(inputs)
             f = self._forward(inputs)[0][self._output_id]
+        return tape, f
+
+    def _gradients(self, inputs, mask):
+        """post(∂(Σ mask·f)/∂x) per input."""
+        tape, f = self._taped(inputs)
         return self._post(tape.gradient(f, inputs, output_gradients=mask))
 
     def _selection(self, inputs, indices, all_outputs):
@@ -46,9 +51,7 @@ class Gradient(Analyzer):
     def _relevance(self, inputs, indices, all_outputs, keep_layers):
         """One forward pass serves the selection and the gradient."""
         self.trace_count += 1
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(inputs)
-            f = self._forward(inputs)[0][self._output_id]
+        tape, f = self._taped(inputs)
         mask, score = self._select(f, indices, all_outputs)
         maps = self._map(inputs, lambda: self._post(tape.gradient(f, inputs, output_gradients=mask)))
         return maps, score, _per_sample_sum(mask * f), {}, {}
