@@ -185,7 +185,7 @@ class Analyzer:
         recorded on a tape of its own, on identity copies of its inputs, so the VJP walks
         only that layer (one tape for the whole pass would make every VJP walk back to the
         input: quadratic in depth). Returns (tensor values by id, per node: (inputs,
-        (kernel, bias), tape or None))."""
+        (kernel, bias), Σ_i x_i w_ij or None, tape or None))."""
         graph = self._graph
         values = dict(zip(graph.inputs, inputs))
         calls = []
@@ -199,8 +199,9 @@ class Analyzer:
             with tape or contextlib.nullcontext():
                 if tape is not None:
                     tape.watch([a for a in args if a.dtype.is_floating])
-                values.update(zip(node.outputs, node.forward(args, parameters)))
-            calls.append((args, parameters or (None, None), tape))
+                outputs, linear = node.forward_linear(args, parameters)
+                values.update(zip(node.outputs, outputs))
+            calls.append((args, parameters or (None, None), linear, tape))
         return values, calls
 
     def _domains(self, inputs, values):
@@ -237,13 +238,14 @@ class Analyzer:
                 continue
             r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
             outputs = [values[o] for o in node.outputs]
-            copies, (kernel, bias), tape = calls[k]
+            copies, (kernel, bias), linear, tape = calls[k]
             call = R.LayerCall(
                 node=node,
                 inputs=copies,
                 outputs=outputs,
                 kernel=kernel,
                 bias=bias,
+                linear=linear,
                 domains=[domains.get(i) for i in node.inputs],
                 vjp=_vjp(tape, copies, outputs),
             )

@@ -71,16 +71,23 @@ class Node:
     def forward(self, inputs, parameters=None):
         """Output tensors of this node for the given input tensors (inference mode). A node
         with a linear map may be given its (kernel, bias), as computed once per pass."""
+        return self.forward_linear(inputs, parameters)[0]
+
+    def forward_linear(self, inputs, parameters=None):
+        """(outputs, Σ_i x_i w_ij): the outputs and, for a node with a linear map, the map's
+        value before bias and activation (None for other nodes)."""
         if self.op is not None:
-            z = self.op.evaluate(inputs, parameters)
-            return [z if self.activation == "linear" else self.layer.activation(z)]
+            kernel, bias = self.op.parameters(inputs) if parameters is None else parameters
+            linear = self.op.apply(inputs, kernel)
+            z = linear if bias is None else linear + bias
+            return [z if self.activation == "linear" else self.layer.activation(z)], linear
         if self.kind == "stripped":
-            return [inputs[0]]
+            return [inputs[0]], None
         tensor_dict = {id(t): x for t, x in zip(self.arguments.keras_tensors, inputs)}
         args, kwargs = self.arguments.fill_in(tensor_dict)
         if getattr(self.layer, "_call_has_training_arg", False):
             kwargs["training"] = False
-        return list(keras.tree.flatten(self.layer(*args, **kwargs)))
+        return list(keras.tree.flatten(self.layer(*args, **kwargs))), None
 
 
 @dataclasses.dataclass(frozen=True)

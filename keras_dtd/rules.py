@@ -18,6 +18,7 @@ import dataclasses
 import functools
 from typing import Any, Callable
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -44,6 +45,8 @@ class LayerCall:
     ``node``: the traced node (layer, kind, linear map ``node.op``); ``inputs``/``outputs``:
     its tensors; ``kernel``, ``bias``: the weights W of ``node.op`` in this call (None if
     fixed) and its bias b (None if none, else broadcastable against the outputs);
+    ``linear``: z_j = Σ_i x_i w_ij as computed in the forward pass (before bias and
+    activation; None for nodes without a linear map);
     ``domains``: a :class:`Domain` or None per input; ``vjp(cotangents)``: the
     vector–Jacobian product of the recorded forward call, one result per input.
     """
@@ -53,6 +56,7 @@ class LayerCall:
     outputs: list
     kernel: Any
     bias: Any
+    linear: Any
     domains: list
     vjp: Callable
 
@@ -428,7 +432,9 @@ class ZPlus(Proportional):
     Sign-aware where relevance reaches an output y_j < 0 (a linear bottleneck, a
     normalization, a smooth activation): there q_ij = (x_i w_ij)⁻ (denominator + b_j⁻), the
     contributions that made y_j negative, so the map stays positive and conservative. On
-    ReLU networks relevance only reaches y_j > 0, and this is the paper's z⁺."""
+    ReLU networks relevance only reaches y_j > 0, and this is the paper's z⁺. (Where a bias
+    gives y_j the sign opposite to Σ_i x_i w_ij, matching contributions below √eps of
+    Σ_i |x_i w_ij| count as none: see :func:`_sign_matched`.)"""
 
     def __init__(self, bias="ignore", stabilizer=None):
         _check_convention("ZPlus", bias, stabilizer)
@@ -441,26 +447,78 @@ class ZPlus(Proportional):
     def relevance(self, call, relevance):
         _require_linear(self, call.node)
         (r,) = relevance
-        positive = (_split_signs(call), _bias(call, self, _positive), None)
-        if call.node.rectified:  # relevance reaches no output below 0
-            return _redistribute(call, [positive], r, self.stabilizer)
-        below = call.outputs[0] < 0
-        negative = (_split_signs(call, opposing=True), _bias(call, self, _negative), below)
-        if not call.node.maybe_rectified:  # relevance reaches outputs below 0: one tape for both sides
-            return _redistribute(call, [positive[:2] + (~below,), negative], r, self.stabilizer)
-        result = _redistribute(call, [positive[:2] + (~below,)], r, self.stabilizer)
-        negative = [negative]
+        node = call.node
+        positive = (_split_signs(call), _bias(call, self, _positive))
 
-        def opposing():
-            return [tf.zeros_like(x) if g is None else g for x, g in zip(call.inputs, _redistribute(
-                call, negative, r, self.stabilizer))]  # fmt: skip
+        def positive_only():
+            return _redistribute(call, [positive + (None,)], r, self.stabilizer)
 
-        def nothing():
-            return [tf.zeros_like(x) for x in call.inputs]
+        if node.rectified:  # relevance reaches no output below 0
+            return positive_only()
+        if call.kernel is not None and not node.op.diagonal and not all(node.nonnegative_inputs):
 
-        # the opposing terms cost as much as the others: only pay when relevance sits below 0
-        reached = tf.reduce_any(tf.logical_and(below, tf.not_equal(r, 0)))
-        return [_add(a, b) for a, b in zip(result, tf.cond(reached, opposing, nothing))]
+            def both_signs():  # x⁺ and x⁻ terms would double every map of both sides: |x|, |W| instead
+                return _sign_matched(call, r, self)
+        else:
+            below = call.outputs[0] < 0
+            negative = (_split_signs(call, opposing=True), _bias(call, self, _negative), below)
+
+            def both_signs():
+                return _redistribute(call, [positive + (~below,), negative], r, self.stabilizer)
+
+        if not node.maybe_rectified:
+            return both_signs()
+        # whether relevance reaches outputs below 0 depends on weights: check at run time
+        reached = tf.reduce_any(tf.logical_and(call.outputs[0] < 0, tf.not_equal(r, 0)))
+        return tf.cond(reached, lambda: _zeros_for_none(call, both_signs()), lambda: _zeros_for_none(call, positive_only()))
+
+
+def _zeros_for_none(call, relevance):
+    return [tf.zeros_like(x) if g is None else g for x, g in zip(call.inputs, relevance)]
+
+
+def _sign_matched(call, r, rule):
+    """z⁺ with outputs of either sign: q_ij = (x_i w_ij)^σ_j, the contributions whose sign
+    σ_j matches y_j's (+ at y_j = 0). With z = Σ_i x_i w_ij from the forward pass and
+    A = Σ_i |x_i||w_ij|: Σ_i q_ij = σ_j (σ_j z_j + A_j)/2 and
+    R_i = ½ [x_i (Wᵀ s)_i + |x_i| (|W|ᵀ σ s)_i], s_j = R_j / Σ_i q_ij,
+    one map with |W| and two VJPs. Where a bias gave y_j the sign opposite to z_j, matching
+    contributions below √eps of A_j (none, up to rounding) count as none."""
+    op, kernel, inputs = call.node.op, call.kernel, list(call.inputs)
+    magnitudes = [tf.abs(x) for x in inputs]
+    with tf.GradientTape() as tape:
+        tape.watch(inputs + magnitudes)
+        linear = op.apply(inputs, kernel)  # only its VJP runs: z comes from the forward pass
+        total = op.apply(magnitudes, None if kernel is None else tf.abs(kernel))
+    z, positive = call.linear, call.outputs[0] >= 0
+    matched = tf.where(positive, z, -z) + total  # 2 σ_j Σ_i q_ij ≥ 0
+    if call.bias is not None:
+        r = tf.where(matched > _rounding_tolerance(z.dtype) * total, r, tf.zeros_like(r))
+    if (rule.bias == "include" and call.bias is not None) or rule.stabilizer is not None:
+        denominator = tf.where(positive, matched, -matched) / 2
+        if rule.bias == "include" and call.bias is not None:
+            denominator = denominator + tf.where(positive, tf.nn.relu(call.bias), tf.minimum(call.bias, 0))
+        s = tf.math.divide_no_nan(r, _stabilized(denominator, rule.stabilizer)) / 2
+        along_w, along_magnitude = s, tf.where(positive, s, -s)
+    else:
+        v = tf.math.divide_no_nan(r, matched)
+        along_w, along_magnitude = tf.where(positive, v, -v), v
+    via_w, via_magnitude = tape.gradient([linear, total], [inputs, magnitudes], output_gradients=[along_w, along_magnitude])
+    shares = [None if g is None else x * g + m * h for x, m, g, h in zip(inputs, magnitudes, via_w, via_magnitude)]
+    # every term has R_j's sign: where a sample's R ≥ 0, clip the rounding of cancelling terms
+    floor = tf.where(tf.reduce_min(tf.reshape(r, (tf.shape(r)[0], -1)), axis=1) >= 0, 0.0, -np.inf)
+    return [None if t is None else tf.maximum(t, _per_sample(tf.cast(floor, t.dtype), t)) for t in shares]
+
+
+def _rounding_tolerance(dtype):
+    """√eps of a float dtype: sums that cancel to below this share of their terms are noise."""
+    eps = 2.0**-7 if dtype == tf.bfloat16 else float(np.finfo(dtype.as_numpy_dtype).eps)
+    return eps**0.5
+
+
+def _per_sample(values, t):
+    """One value per sample, shaped to broadcast against t."""
+    return tf.reshape(values, [-1] + [1] * (t.shape.rank - 1))
 
 
 class WSquare(Proportional):

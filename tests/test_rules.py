@@ -215,6 +215,27 @@ def test_zero_denominator_gives_zero_not_nan():
     assert np.all(np.isfinite(relevance)) and np.all(relevance == 0)
 
 
+@pytest.mark.parametrize("share", [1e-2, 1e-6])
+def test_zplus_bias_flipped_output_with_vanishing_matching_share(share):
+    """y > 0 only through the bias, and one contribution of the 64 is positive, ``share`` of
+    Σ|x w|: above √eps (float32: 3.5e-4) it takes all the relevance (exact z⁺); below, the
+    matching contributions are rounding noise of the |·| form and count as none."""
+    n = 64
+    inp = keras.Input((n,))
+    dense = keras.layers.Dense(1)
+    model = keras.Model(inp, dense(inp))
+    x = np.where(np.arange(n) % 2 == 0, 1.0, -1.0).astype("float32")[None]
+    w = -x[0] * np.random.default_rng(0).uniform(0.5, 1.5, n)  # every x_i w_i < 0 ...
+    w[0] = share * np.abs(w).sum()  # ... but the first
+    dense.set_weights([w[:, None].astype("float32"), np.array([10.0 * np.abs(w).sum()], "float32")])
+    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection=0)[0]
+    f = float(model.predict_on_batch(x)[0, 0])
+    expected = np.zeros(n)
+    if share > 1e-3:
+        expected[0] = f
+    np.testing.assert_allclose(relevance, expected, rtol=1e-4, atol=1e-6 * f)
+
+
 CONVENTION_LAYERS = ("dense", "conv2d_strided_valid", "conv1d_strided_same")
 CONVENTION_RULES = {  # name in replica.convention_relevance: rule with the bias, rule without it
     "z": lambda **kw: rules.Z(**kw),
