@@ -281,7 +281,7 @@ def _redistribute(call, groups, r, stabilizer=None):
     targets, sources, cotangents = [], [], []
     for (group_targets, group_sources, z, _), bias, factor in found:
         s = tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
-        s = s if factor is None else tf.cast(factor, s.dtype) * s
+        s = _scaled(s, factor)
         targets.extend(group_targets)
         cotangents.extend([s] * len(group_targets))
         sources.extend(group_sources)
@@ -292,6 +292,15 @@ def _redistribute(call, groups, r, stabilizer=None):
         result = [_add(a, b) for a, b in zip(result, part)]
         start += len(group_sources)
     return result
+
+
+def _scaled(t, factor):
+    """t times a group's factor c_g: a mask of the outputs it explains, or its share α, −β."""
+    if factor is None:
+        return t
+    if tf.is_tensor(factor) and factor.dtype == tf.bool:
+        return tf.where(factor, t, tf.constant(0, t.dtype))
+    return tf.cast(factor, t.dtype) * t
 
 
 def _redistribute_diagonal(call, groups, r, stabilizer):
@@ -305,7 +314,7 @@ def _redistribute_diagonal(call, groups, r, stabilizer):
             continue
         z = functools.reduce(tf.add, parts)  # broadcasts rows shared by all samples
         share = z * tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
-        result = _add(result, share if factor is None else tf.cast(factor, share.dtype) * share)
+        result = _add(result, _scaled(share, factor))
     return [result]
 
 
@@ -490,19 +499,20 @@ def _sign_matched(call, r, rule):
         tape.watch(inputs + magnitudes)
         linear = op.apply(inputs, kernel)  # only its VJP runs: z comes from the forward pass
         total = op.apply(magnitudes, None if kernel is None else tf.abs(kernel))
-    z, positive = call.linear, call.outputs[0] >= 0
-    matched = tf.where(positive, z, -z) + total  # 2 σ_j Σ_i q_ij ≥ 0
+    z = call.linear
+    sign = tf.where(call.outputs[0] >= 0, tf.constant(1, z.dtype), tf.constant(-1, z.dtype))  # σ
+    matched = sign * z + total  # 2 σ_j Σ_i q_ij ≥ 0
     if call.bias is not None:
-        r = tf.where(matched > _rounding_tolerance(z.dtype) * total, r, tf.zeros_like(r))
+        r = tf.where(matched > _rounding_tolerance(z.dtype) * total, r, tf.constant(0, r.dtype))
     if (rule.bias == "include" and call.bias is not None) or rule.stabilizer is not None:
-        denominator = tf.where(positive, matched, -matched) / 2
+        denominator = sign * matched / 2
         if rule.bias == "include" and call.bias is not None:
-            denominator = denominator + tf.where(positive, tf.nn.relu(call.bias), tf.minimum(call.bias, 0))
+            denominator = denominator + (call.bias + sign * tf.abs(call.bias)) / 2  # b⁺ or b⁻
         s = tf.math.divide_no_nan(r, _stabilized(denominator, rule.stabilizer)) / 2
-        along_w, along_magnitude = s, tf.where(positive, s, -s)
+        along_w, along_magnitude = s, sign * s
     else:
         v = tf.math.divide_no_nan(r, matched)
-        along_w, along_magnitude = tf.where(positive, v, -v), v
+        along_w, along_magnitude = sign * v, v
     via_w, via_magnitude = tape.gradient([linear, total], [inputs, magnitudes], output_gradients=[along_w, along_magnitude])
     shares = [None if g is None else x * g + m * h for x, m, g, h in zip(inputs, magnitudes, via_w, via_magnitude)]
     # every term has R_j's sign: where a sample's R ≥ 0, clip the rounding of cancelling terms
