@@ -225,12 +225,6 @@ class LinearOp:
     def apply(self, inputs, kernel):
         raise NotImplementedError
 
-    def evaluate(self, inputs, parameters=None):
-        """z = apply(x, W) + b with the true parameters (or those given, computed once per pass)."""
-        kernel, bias = self.parameters(inputs) if parameters is None else parameters
-        z = self.apply(inputs, kernel)
-        return z if bias is None else z + bias
-
 
 def _batch_norm_scale_shift(bn, dtype):
     """(s, t) with BN(x) = x·s + t in inference mode: s = γ/√(σ²+ε), t = β − μ·s."""

@@ -498,7 +498,7 @@ def _sign_matched(call, r, rule):
     with tf.GradientTape() as tape:
         tape.watch(inputs + magnitudes)
         linear = op.apply(inputs, kernel)  # only its VJP runs: z comes from the forward pass
-        total = op.apply(magnitudes, None if kernel is None else tf.abs(kernel))
+        total = op.apply(magnitudes, tf.abs(kernel))
     z = call.linear
     sign = tf.where(call.outputs[0] >= 0, tf.constant(1, z.dtype), tf.constant(-1, z.dtype))  # σ
     matched = sign * z + total  # 2 σ_j Σ_i q_ij ≥ 0
@@ -593,8 +593,8 @@ class Gamma(Proportional):
         _require_linear(self, call.node)
         (r,) = relevance
         z = call.outputs[0]
-        if call.node.activation != "linear":
-            z = call.node.op.evaluate(call.inputs, (call.kernel, call.bias))
+        if call.node.activation != "linear":  # the pre-activation, from the forward pass
+            z = call.linear if call.bias is None else call.linear + call.bias
         groups = [
             (_signs(call, self._up, self._down), _bias(call, self, self._up), z > 0),
             (_signs(call, self._down, self._up), _bias(call, self, self._down), z < 0),
