@@ -225,6 +225,18 @@ class LinearOp:
     def apply(self, inputs, kernel):
         raise NotImplementedError
 
+    def transpose(self, inputs, kernel, cotangent):
+        """Jᵀ s, the transposed map of ``apply(·, kernel)`` applied to the cotangent s: one
+        tensor per input (None where the map does not read it). ``inputs`` give shapes
+        only. By default the VJP of ``apply``; maps that can write Jᵀ directly do, which
+        spares the tape and the kernel's gradient that a VJP also builds."""
+        if len({id(x) for x in inputs}) < len(inputs):  # one tensor read twice: keep its uses apart
+            inputs = [tf.identity(x) for x in inputs]
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(inputs)
+            z = self.apply(inputs, kernel)
+        return tape.gradient(z, inputs, output_gradients=cotangent)
+
 
 def _batch_norm_scale_shift(bn, dtype):
     """(s, t) with BN(x) = x·s + t in inference mode: s = γ/√(σ²+ε), t = β − μ·s."""
@@ -284,9 +296,27 @@ class KernelOp(LinearOp):
             return self._map(x, kernel)
         return _to_channels_first(self._map(_to_channels_last(x), kernel))
 
+    def transpose(self, inputs, kernel, cotangent):
+        (x,) = inputs
+        if not self.channels_first:
+            transposed = self._transposed_map(x, kernel, cotangent)
+        else:
+            transposed = self._transposed_map(_to_channels_last(x), kernel, _to_channels_last(cotangent))
+            transposed = None if transposed is None else _to_channels_first(transposed)
+        return super().transpose(inputs, kernel, cotangent) if transposed is None else [transposed]
+
     def _map(self, x, kernel):
         """The map on channels_last input."""
         raise NotImplementedError
+
+    def _transposed_map(self, x, kernel, s):
+        """Jᵀ s on channels_last tensors (x gives the shape), or None to use the VJP."""
+        return None
+
+    def _plain_2d(self, x):
+        """Whether the map is a 2D convolution that TensorFlow's transposed ops express as is."""
+        args = self.conv_args
+        return x.shape.rank == 4 and args["padding"] in ("same", "valid") and tuple(args["dilation_rate"]) == (1, 1)
 
 
 class DenseOp(KernelOp):
@@ -297,6 +327,9 @@ class DenseOp(KernelOp):
 
     def _map(self, x, kernel):
         return tf.tensordot(x, kernel, axes=[[-1], [0]]) if x.shape.rank > 2 else tf.matmul(x, kernel)
+
+    def _transposed_map(self, x, kernel, s):
+        return tf.matmul(s, kernel, transpose_b=True) if x.shape.rank == 2 else None
 
 
 class ConvOp(KernelOp):
@@ -322,6 +355,12 @@ class ConvOp(KernelOp):
         pieces = zip(tf.split(x, groups, axis=-1), tf.split(kernel, groups, axis=-1))
         return tf.concat([keras.ops.conv(a, k, data_format="channels_last", **args) for a, k in pieces], -1)
 
+    def _transposed_map(self, x, kernel, s):
+        if not self._plain_2d(x) or x.shape[-1] != kernel.shape[-2]:
+            return None
+        return tf.nn.conv2d_transpose(s, kernel, tf.shape(x), (1, *self.conv_args["strides"], 1),
+                                      self.conv_args["padding"].upper())
+
 
 class DepthwiseOp(KernelOp):
     """DepthwiseConv1D/2D (and the depthwise half of a SeparableConv): kernel (..., in, mult),
@@ -336,6 +375,12 @@ class DepthwiseOp(KernelOp):
 
     def _map(self, x, kernel):
         return keras.ops.depthwise_conv(x, kernel, data_format="channels_last", **self.conv_args)
+
+    def _transposed_map(self, x, kernel, s):
+        if not self._plain_2d(x):
+            return None
+        return tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), kernel, s, (1, *self.conv_args["strides"], 1),
+                                                     self.conv_args["padding"].upper())
 
 
 class TransposeOp(KernelOp):
@@ -470,3 +515,8 @@ class WeightedSumOp(LinearOp):
         if kernel is None:
             return tf.add_n(list(inputs))
         return tf.add_n([kernel[k] * x for k, x in enumerate(inputs)])
+
+    def transpose(self, inputs, kernel, cotangent):
+        if any(x.shape != cotangent.shape for x in inputs):  # broadcasting sums: the VJP reduces
+            return super().transpose(inputs, kernel, cotangent)
+        return [cotangent if kernel is None else kernel[k] * cotangent for k in range(len(inputs))]

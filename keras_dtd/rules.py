@@ -269,28 +269,17 @@ def _require_linear(rule, node):
 def _redistribute(call, groups, r, stabilizer=None):
     """R_in = Σ_g c_g · Σ_t a_t ⊙ Jᵀ_t (R / stab(z_g + b_g)) over groups g = (terms, b_g, c_g):
     the terms t of a group share the denominator z_g = Σ_t J_t a_t plus b_g (None: no bias);
-    c_g (None: 1) scales the group's share (α, −β) or masks the outputs it explains. All
-    groups are evaluated on one tape and differentiated in one call."""
+    c_g (None: 1) scales the group's share (α, −β) or masks the outputs it explains."""
     if call.node.op.diagonal:
         return _redistribute_diagonal(call, groups, r, stabilizer)
-    with tf.GradientTape() as tape:
-        found = [(_term_sum(call, terms, tape), bias, factor) for terms, bias, factor in groups]
-    found = [(f, bias, factor) for f, bias, factor in found if f is not None]
-    if not found:
-        return [None] * len(call.inputs)
-    targets, sources, cotangents = [], [], []
-    for (group_targets, group_sources, z, _), bias, factor in found:
+    result = [None] * len(call.inputs)
+    for terms, bias, factor in groups:
+        found = _term_sum(call, terms)
+        if found is None:
+            continue
+        z, transposed = found
         s = tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
-        s = _scaled(s, factor)
-        targets.extend(group_targets)
-        cotangents.extend([s] * len(group_targets))
-        sources.extend(group_sources)
-    grads = tape.gradient(targets, sources, output_gradients=cotangents)
-    result, start = [None] * len(call.inputs), 0
-    for (_, group_sources, _, collect), _, _ in found:
-        part = collect(grads[start : start + len(group_sources)])
-        result = [_add(a, b) for a, b in zip(result, part)]
-        start += len(group_sources)
+        result = [_add(a, b) for a, b in zip(result, transposed(_scaled(s, factor)))]
     return result
 
 
@@ -305,7 +294,7 @@ def _scaled(t, factor):
 
 def _redistribute_diagonal(call, groups, r, stabilizer):
     """On a diagonal map (output j reads input j only) the sum over i has one term, so
-    R_in = Σ_g c_g z_g R / stab(z_g + b_g) elementwise, z_g = Σ_t apply(a_t, W_t): no tape."""
+    R_in = Σ_g c_g z_g R / stab(z_g + b_g) elementwise, z_g = Σ_t apply(a_t, W_t)."""
     op, kernel, result = call.node.op, call.kernel, None
     for terms, bias, factor in groups:
         parts = [op.apply(a, None if kernel is None else weights(kernel)) for a, weights in terms
@@ -318,51 +307,28 @@ def _redistribute_diagonal(call, groups, r, stabilizer):
     return [result]
 
 
-def _term_sum(call, terms, tape):
-    """z = Σ_t J_t a_t over the terms (inputs a_t, weight modifier), evaluated on ``tape``;
-    returns (targets, sources, z, collect): ``collect(gradients)`` gives, per layer input,
-    Σ_t a_t ⊙ Jᵀ_t s from the gradients of the targets (each weighted by s) with respect to
-    the sources; None if no term contributes.
-
+def _term_sum(call, terms):
+    """(z, transposed) for the terms (inputs a_t, weight modifier): z = Σ_t J_t a_t and
+    ``transposed(s)``, per layer input, Σ_t a_t ⊙ Jᵀ_t s; None if no term contributes.
     Terms whose inputs are one row shared by all samples (a first layer's support or
-    bounds) are evaluated on that row alone; their Jᵀ_t s comes from a zero stand-in of the
-    batch's shape whose forward result nothing uses, so only the transposed map runs."""
-    op, kernel = call.node.op, call.kernel
+    bounds) are evaluated on that row alone and transposed at the batch's shape."""
+    kernel = call.kernel
     pieces = [(term_inputs, None if kernel is None else weights(kernel)) for term_inputs, weights in terms
               if kernel is not None or weights is not _negative]  # fixed non-negative weights: W⁻ = 0
     if not pieces:
         return None
     shared = [p for p in pieces if _one_row(p[0], call)]
     per_sample = [p for p in pieces if not _one_row(p[0], call)]
-    targets, sources, collects, z = [], [], [], None
-    if per_sample:
-        piece_sources, z, collect = _evaluated(call, per_sample, tape)
-        targets.append(z)
-        sources.extend(piece_sources)
-        collects.append((len(piece_sources), collect))
-    if shared:
-        z_rows = tf.add_n([op.apply(a, k) for a, k in shared])
-        z = z_rows if z is None else z + z_rows
-        stand_ins = [[tf.zeros_like(x) for x in call.inputs] for _ in shared]
-        stand_in_sources, stand_in_z, collect = _evaluated(call, [(x, k) for x, (_, k) in zip(stand_ins, shared)], tape)
-        targets.append(stand_in_z)
-        sources.extend(stand_in_sources)
-        rows = [a for a, _ in shared]
+    found = [_stacked(call, group, shaped_like) for group, shaped_like in ((per_sample, None), (shared, call.inputs)) if group]
+    z = functools.reduce(tf.add, [z for z, _ in found])  # broadcasts the shared rows' z
 
-        def collect_shared(grads, collect=collect):
-            # collect multiplies each stand-in (zeros) by its gradient; multiply the rows instead
-            return collect(grads, [a for row in rows for a in row])
-
-        collects.append((len(stand_in_sources), collect_shared))
-
-    def collect_all(grads):
-        out, start = [None] * len(call.inputs), 0
-        for n, collect in collects:
-            out = [_add(a, b) for a, b in zip(out, collect(grads[start : start + n]))]
-            start += n
+    def transposed(s):
+        out = [None] * len(call.inputs)
+        for _, transposed_group in found:
+            out = [_add(a, b) for a, b in zip(out, transposed_group(s))]
         return out
 
-    return targets, sources, z, collect_all
+    return z, transposed
 
 
 def _one_row(term_inputs, call):
@@ -370,40 +336,39 @@ def _one_row(term_inputs, call):
     return all(a.shape.rank and a.shape[0] == 1 for a in term_inputs) and any(x.shape[0] != 1 for x in call.inputs)
 
 
-def _evaluated(call, pieces, tape):
-    """(sources, z, collect) of pieces on ``tape``; ``collect(gradients, factors=sources)``
-    gives Σ_t factor_t ⊙ gradient_t per layer input. A one-input map that stacks runs all
-    pieces as one call on concatenated inputs and kernels."""
+def _stacked(call, pieces, shaped_like=None):
+    """(z, transposed) of pieces (a_t, W_t) as in :func:`_term_sum`. A one-input map that
+    stacks runs all pieces as one call on concatenated inputs and kernels, and one
+    transposed call. ``shaped_like``: the tensors whose shapes Jᵀ s takes (default: a_t's)."""
     op, n_inputs = call.node.op, len(call.inputs)
     axes = op.stack_axes()
     if len(pieces) > 1 and axes is not None:
         input_axis, kernel_axis, output_axis = axes
         a = tf.concat([term_inputs[0] for term_inputs, _ in pieces], axis=input_axis)
-        tape.watch(a)
-        z = op.apply([a], tf.concat([k for _, k in pieces], axis=kernel_axis))
+        kernel = tf.concat([k for _, k in pieces], axis=kernel_axis)
+        z = op.apply([a], kernel)
         if output_axis is not None:
             z = tf.add_n(tf.split(z, len(pieces), axis=output_axis))
+        like = a if shaped_like is None else tf.concat([shaped_like[0]] * len(pieces), axis=input_axis)
 
-        def collect_stacked(grads, factors=None):
-            parts = tf.split(grads[0], len(pieces), axis=input_axis)
-            factors = factors or tf.split(a, len(pieces), axis=input_axis)
-            return [tf.add_n([f * g for f, g in zip(factors, parts)])]
+        def transposed_stacked(s):
+            if output_axis is not None:
+                s = tf.concat([s] * len(pieces), axis=output_axis)
+            (g,) = op.transpose([like], kernel, s)
+            parts = tf.split(g, len(pieces), axis=input_axis)
+            return [tf.add_n([term_inputs[0] * part for (term_inputs, _), part in zip(pieces, parts)])]
 
-        return [a], z, collect_stacked
-    # copies: a tensor may feed several terms (or groups), whose gradients must stay apart
-    pieces = [([tf.identity(a) for a in term_inputs], k) for term_inputs, k in pieces]
-    sources = [a for copies, _ in pieces for a in copies]
-    tape.watch(sources)
-    z = tf.add_n([op.apply(copies, k) for copies, k in pieces])
+        return z, transposed_stacked
+    z = tf.add_n([op.apply(term_inputs, k) for term_inputs, k in pieces])
 
-    def collect(grads, factors=None):
+    def transposed(s):
         out = [None] * n_inputs
-        for k, (a, g) in enumerate(zip(factors or sources, grads)):
-            if g is not None:
-                out[k % n_inputs] = _add(out[k % n_inputs], a * g)
+        for term_inputs, k in pieces:
+            grads = op.transpose(term_inputs if shaped_like is None else shaped_like, k, s)
+            out = [_add(o, None if g is None else a * g) for o, a, g in zip(out, term_inputs, grads)]
         return out
 
-    return sources, z, collect
+    return z, transposed
 
 
 class Z(Proportional):
@@ -491,14 +456,11 @@ def _sign_matched(call, r, rule):
     σ_j matches y_j's (+ at y_j = 0). With z = Σ_i x_i w_ij from the forward pass and
     A = Σ_i |x_i||w_ij|: Σ_i q_ij = σ_j (σ_j z_j + A_j)/2 and
     R_i = ½ [x_i (Wᵀ s)_i + |x_i| (|W|ᵀ σ s)_i], s_j = R_j / Σ_i q_ij,
-    one map with |W| and two VJPs. Where a bias gave y_j the sign opposite to z_j, matching
+    one map with |W| and two transposed maps. Where a bias gave y_j the sign opposite to z_j, matching
     contributions below √eps of A_j (none, up to rounding) count as none."""
     op, kernel, inputs = call.node.op, call.kernel, list(call.inputs)
-    magnitudes = [tf.abs(x) for x in inputs]
-    with tf.GradientTape() as tape:
-        tape.watch(inputs + magnitudes)
-        linear = op.apply(inputs, kernel)  # only its VJP runs: z comes from the forward pass
-        total = op.apply(magnitudes, tf.abs(kernel))
+    magnitudes, kernel_magnitude = [tf.abs(x) for x in inputs], tf.abs(kernel)
+    total = op.apply(magnitudes, kernel_magnitude)
     z = call.linear
     sign = tf.where(call.outputs[0] >= 0, tf.constant(1, z.dtype), tf.constant(-1, z.dtype))  # σ
     matched = sign * z + total  # 2 σ_j Σ_i q_ij ≥ 0
@@ -513,7 +475,7 @@ def _sign_matched(call, r, rule):
     else:
         v = tf.math.divide_no_nan(r, matched)
         along_w, along_magnitude = sign * v, v
-    via_w, via_magnitude = tape.gradient([linear, total], [inputs, magnitudes], output_gradients=[along_w, along_magnitude])
+    via_w, via_magnitude = op.transpose(inputs, kernel, along_w), op.transpose(inputs, kernel_magnitude, along_magnitude)
     shares = [None if g is None else x * g + m * h for x, m, g, h in zip(inputs, magnitudes, via_w, via_magnitude)]
     # every term has R_j's sign: where a sample's R ≥ 0, clip the rounding of cancelling terms
     floor = tf.where(tf.reduce_min(tf.reshape(r, (tf.shape(r)[0], -1)), axis=1) >= 0, 0.0, -np.inf)
@@ -695,14 +657,6 @@ def _is_relu(node):
     return node.activation == "relu"
 
 
-def _linear_vjp(call, cotangent):
-    """Jᵀ s of the node's linear map alone (its activation skipped)."""
-    with tf.GradientTape() as tape:
-        tape.watch(call.inputs)
-        z = call.node.op.apply(call.inputs, call.kernel)
-    return tape.gradient(z, call.inputs, output_gradients=cotangent)
-
-
 class Deconvnet(Rule):
     """Deconvnet (Zeiler & Fergus 2014): a ReLU passes relu(R) back whatever its input was;
     a layer with a fused ReLU returns Wᵀ relu(R); every other layer the gradient Jᵀ R."""
@@ -713,7 +667,7 @@ class Deconvnet(Rule):
             return Route().relevance(call, relevance)
         if call.node.op is None:
             return [tf.nn.relu(r)]
-        return _linear_vjp(call, tf.nn.relu(r))
+        return call.node.op.transpose(call.inputs, call.kernel, tf.nn.relu(r))
 
 
 class GuidedBackprop(Rule):
