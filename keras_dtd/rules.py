@@ -63,7 +63,7 @@ class LayerCall:
     @functools.cached_property
     def signed_inputs(self):
         """(x⁺ per input, x⁻ per input), computed once per call."""
-        return [tf.nn.relu(x) for x in self.inputs], [tf.minimum(x, tf.zeros_like(x)) for x in self.inputs]
+        return [tf.nn.relu(x) for x in self.inputs], [_negative(x) for x in self.inputs]
 
 
 def _support(call):
@@ -95,7 +95,7 @@ def _hidden_zplus_terms(call):
     hidden = _hidden_parts(call)
     if hidden is None:
         return []
-    return [([tf.nn.relu(h) for h in hidden], _positive), ([tf.minimum(h, tf.zeros_like(h)) for h in hidden], _negative)]
+    return [([tf.nn.relu(h) for h in hidden], _positive), ([_negative(h) for h in hidden], _negative)]
 
 
 class Rule:
@@ -186,7 +186,7 @@ def _positive(w):
 
 
 def _negative(w):
-    return tf.minimum(w, tf.zeros_like(w))
+    return tf.minimum(w, tf.constant(0, w.dtype))
 
 
 def _square(w):
@@ -225,7 +225,7 @@ def _stabilized(d, epsilon):
     """d + ε·sign(d) with sign(0) = +1, or d when ε is None."""
     if epsilon is None:
         return d
-    return d + epsilon * tf.where(d >= 0, tf.ones_like(d), -tf.ones_like(d))
+    return d + epsilon * tf.where(d >= 0, tf.constant(1, d.dtype), tf.constant(-1, d.dtype))
 
 
 class Proportional(Rule):
@@ -422,10 +422,9 @@ class ZPlus(Proportional):
         _require_linear(self, call.node)
         (r,) = relevance
         node = call.node
-        positive = (_split_signs(call), _bias(call, self, _positive))
 
         def positive_only():
-            return _redistribute(call, [positive + (None,)], r, self.stabilizer)
+            return _redistribute(call, [(_split_signs(call), _bias(call, self, _positive), None)], r, self.stabilizer)
 
         if node.rectified:  # relevance reaches no output below 0
             return positive_only()
@@ -438,7 +437,8 @@ class ZPlus(Proportional):
             negative = (_split_signs(call, opposing=True), _bias(call, self, _negative), below)
 
             def both_signs():
-                return _redistribute(call, [positive + (~below,), negative], r, self.stabilizer)
+                positive = (_split_signs(call), _bias(call, self, _positive), ~below)
+                return _redistribute(call, [positive, negative], r, self.stabilizer)
 
         if not node.maybe_rectified:
             return both_signs()
@@ -478,8 +478,9 @@ def _sign_matched(call, r, rule):
     via_w, via_magnitude = op.transpose(inputs, kernel, along_w), op.transpose(inputs, kernel_magnitude, along_magnitude)
     shares = [None if g is None else x * g + m * h for x, m, g, h in zip(inputs, magnitudes, via_w, via_magnitude)]
     # every term has R_j's sign: where a sample's R ≥ 0, clip the rounding of cancelling terms
-    floor = tf.where(tf.reduce_min(tf.reshape(r, (tf.shape(r)[0], -1)), axis=1) >= 0, 0.0, -np.inf)
-    return [None if t is None else tf.maximum(t, _per_sample(tf.cast(floor, t.dtype), t)) for t in shares]
+    smallest = tf.reduce_min(r, axis=list(range(1, r.shape.rank)), keepdims=True)
+    floor = tf.where(smallest >= 0, tf.constant(0, r.dtype), tf.constant(-np.inf, r.dtype))
+    return [None if t is None else tf.maximum(t, _per_sample(floor, t)) for t in shares]
 
 
 def _rounding_tolerance(dtype):
@@ -541,7 +542,7 @@ class Gamma(Proportional):
         return w + self.gamma * tf.nn.relu(w)
 
     def _down(self, w):
-        return w + self.gamma * tf.minimum(w, tf.zeros_like(w))
+        return w + self.gamma * _negative(w)
 
     def terms(self, call):
         return [(list(call.inputs), self._up)]
@@ -596,7 +597,7 @@ class ZBox(Proportional):
             )
         hidden = _hidden_parts(call)
         if hidden is not None:
-            low = low + tf.minimum(hidden[0], tf.zeros_like(x))
+            low = low + _negative(hidden[0])
             high = high + tf.nn.relu(hidden[0])
         terms = [([x], _identity)]
         for bound, weights in ((low, _positive), (high, _negative)):
