@@ -206,6 +206,9 @@ class LinearOp:
     concatenated into one call, and the output axis along which that call's result must be
     split and summed (None when the map's contraction sums it):
     Σ_t apply(a_t, W_t) = apply([a_1 | a_2 | ...], [W_1; W_2; ...]) (split and summed); or None.
+    ``output_stack_axes()`` names the kernel and output axes along which one input's maps
+    with several kernels run as one call: apply(x, [W_1 | W_2 | ...]) = [apply(x, W_1) | ...];
+    or None.
     """
 
     diagonal = False
@@ -220,6 +223,9 @@ class LinearOp:
         return self.kernel(inputs), self.bias(inputs)
 
     def stack_axes(self):
+        return None
+
+    def output_stack_axes(self):
         return None
 
     def apply(self, inputs, kernel):
@@ -325,6 +331,9 @@ class DenseOp(KernelOp):
     def stack_axes(self):
         return -1, 0, None
 
+    def output_stack_axes(self):
+        return -1, -1
+
     def _map(self, x, kernel):
         return tf.tensordot(x, kernel, axes=[[-1], [0]]) if x.shape.rank > 2 else tf.matmul(x, kernel)
 
@@ -339,6 +348,11 @@ class ConvOp(KernelOp):
         if getattr(self.layer, "groups", 1) != 1:
             return None
         return (1 if self.channels_first else -1), -2, None
+
+    def output_stack_axes(self):
+        if getattr(self.layer, "groups", 1) != 1:
+            return None
+        return -1, (1 if self.channels_first else -1)
 
     def _map(self, x, kernel):
         args = dict(self.conv_args)

@@ -272,6 +272,9 @@ def _redistribute(call, groups, r, stabilizer=None):
     c_g (None: 1) scales the group's share (α, −β) or masks the outputs it explains."""
     if call.node.op.diagonal:
         return _redistribute_diagonal(call, groups, r, stabilizer)
+    side_by_side = _side_by_side(call, groups)
+    if side_by_side is not None:
+        return _redistribute_side_by_side(call, groups, side_by_side, r, stabilizer)
     result = [None] * len(call.inputs)
     for terms, bias, factor in groups:
         found = _term_sum(call, terms)
@@ -281,6 +284,33 @@ def _redistribute(call, groups, r, stabilizer=None):
         s = tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
         result = [_add(a, b) for a, b in zip(result, transposed(_scaled(s, factor)))]
     return result
+
+
+def _side_by_side(call, groups):
+    """The kernels of groups that each pair the layer's one input with a kernel of their
+    own (x·W⁺ and x·W⁻ for inputs ≥ 0), when the map can run them as one call; else None."""
+    if call.kernel is None or len(call.inputs) != 1 or len(groups) < 2 or call.node.op.output_stack_axes() is None:
+        return None
+    (x,) = call.inputs
+    if any(len(terms) != 1 or len(terms[0][0]) != 1 or terms[0][0][0] is not x for terms, _, _ in groups):
+        return None
+    return [weights(call.kernel) for ((_, weights),), _, _ in groups]
+
+
+def _redistribute_side_by_side(call, groups, kernels, r, stabilizer):
+    """:func:`_redistribute` for groups q_g = x·W_g: one map of x with the kernels side by
+    side on the output axis gives every z_g, and one transposed map every Σ_g W_gᵀ s_g, so
+    the input is read and the result written once."""
+    op, (x,) = call.node.op, call.inputs
+    kernel_axis, output_axis = op.output_stack_axes()
+    kernel = tf.concat(kernels, axis=kernel_axis)
+    parts = tf.split(op.apply([x], kernel), len(groups), axis=output_axis)
+    cotangents = []
+    for z, (_, bias, factor) in zip(parts, groups):
+        s = tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
+        cotangents.append(_scaled(s, factor))
+    (g,) = op.transpose([x], kernel, tf.concat(cotangents, axis=output_axis))
+    return [x * g]
 
 
 def _scaled(t, factor):
