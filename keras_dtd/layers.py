@@ -20,6 +20,8 @@ Kinds (one table, ``_LAYER_KINDS``, says which layer class has which):
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -526,9 +528,8 @@ class WeightedSumOp(LinearOp):
         return tf.constant(self.weights, dtype=inputs[0].dtype if inputs else tf.float32)
 
     def apply(self, inputs, kernel):
-        if kernel is None:
-            return tf.add_n(list(inputs))
-        return tf.add_n([kernel[k] * x for k, x in enumerate(inputs)])
+        terms = inputs if kernel is None else [kernel[k] * x for k, x in enumerate(inputs)]
+        return functools.reduce(tf.add, terms)  # tf.add broadcasts, as Keras' merges do
 
     def transpose(self, inputs, kernel, cotangent):
         if any(x.shape != cotangent.shape for x in inputs):  # broadcasting sums: the VJP reduces
