@@ -473,8 +473,40 @@ class ZPlus(Proportional):
         if not node.maybe_rectified:
             return both_signs()
         # whether relevance reaches outputs below 0 depends on weights: check at run time
+        if call.kernel is not None and not node.op.diagonal and all(node.nonnegative_inputs):
+            return _negative_side_when_reached(call, r, self)
         reached = tf.reduce_any(tf.logical_and(call.outputs[0] < 0, tf.not_equal(r, 0)))
         return tf.cond(reached, lambda: _zeros_for_none(call, both_signs()), lambda: _zeros_for_none(call, positive_only()))
+
+
+def _negative_side_when_reached(call, r, rule):
+    """Sign-aware z⁺ on inputs x ≥ 0 where weights decide at run time whether relevance
+    reaches outputs y_j < 0: z⁺_j = Σ_i x_i w⁺_ij by one map, z⁻_j = z_j − z⁺_j with z from
+    the forward pass, and R_i = x_i (W⁺ᵀ s⁺ + W⁻ᵀ s⁻)_i with s⁺ = R/z⁺ where y ≥ 0 and
+    s⁻ = R/z⁻ where y < 0 (bias terms b⁺, b⁻ with ``bias="include"``). The transposed map
+    with W⁻ runs only when relevance reaches an output below 0; so only that one map, not
+    the whole rule, is built twice. Where a bias gave y_j < 0 against z_j > 0, matching
+    contributions below √eps of Σ_i x_i |w_ij| count as none, as in :func:`_sign_matched`."""
+    op, kernel, (x,) = call.node.op, call.kernel, call.inputs
+    zero = tf.constant(0, r.dtype)
+    positive_kernel = _positive(kernel)
+    z_positive = op.apply([x], positive_kernel)
+    z_negative = call.linear - z_positive
+    below = call.outputs[0] < 0
+    r_negative = tf.where(below, r, zero)
+    if call.bias is not None:  # z⁻ is a difference: below √eps of Σ|x w| it is rounding
+        total = z_positive - z_negative
+        r_negative = tf.where(-z_negative > _rounding_tolerance(r.dtype) * total, r_negative, zero)
+
+    def share(part, z, bias):
+        return tf.math.divide_no_nan(part, _stabilized(z if bias is None else z + bias, rule.stabilizer))
+
+    s_positive = share(tf.where(below, zero, r), z_positive, _bias(call, rule, _positive))
+    s_negative = share(r_negative, z_negative, _bias(call, rule, _negative))
+    (g,) = op.transpose([x], positive_kernel, s_positive)
+    g = g + tf.cond(tf.reduce_any(tf.not_equal(r_negative, 0)),
+                    lambda: op.transpose([x], _negative(kernel), s_negative)[0], lambda: tf.zeros_like(g))
+    return [x * g]
 
 
 def _zeros_for_none(call, relevance):

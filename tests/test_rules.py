@@ -1,11 +1,13 @@
 """Each rule against a float64 numpy replica of its formula, on single layers."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
-from replica import convention_relevance, layer_matrix, rule_relevance
+from replica import convention_relevance, layer_matrix, proportional, rule_relevance
 
-from keras_dtd import Analyzer, rules
+from keras_dtd import Analyzer, ZeroRelevanceWarning, rules
 from keras_dtd.composites import lrp
 
 F64 = "float64"
@@ -234,6 +236,46 @@ def test_zplus_bias_flipped_output_with_vanishing_matching_share(share):
     if share > 1e-3:
         expected[0] = f
     np.testing.assert_allclose(relevance, expected, rtol=1e-4, atol=1e-6 * f)
+
+
+@pytest.mark.parametrize("layer_name", ["dense", "conv"])
+@pytest.mark.parametrize("scales", [(1.0, 0.5, 2.0, 1.5), (1.0, -1.0, 0.5, -2.0)])
+def test_zplus_before_a_batch_norm_whose_scale_decides_the_sign(layer_name, scales):
+    """A kernel layer on ReLU inputs feeding a BatchNormalization through a move (as in DenseNet):
+    z⁺ on the BatchNorm passes R_j where y_j s_j > 0, so relevance reaches outputs y_j < 0 of
+    the kernel layer exactly where s_j < 0, which is known at run time only. There z⁺ takes
+    q_ij = (x_i w_ij)⁻; with positive scales the negative side never runs."""
+    shape = (5,) if layer_name == "dense" else (4, 4, 2)
+    kernel_layer = keras.layers.Dense(4, dtype=F64) if layer_name == "dense" else keras.layers.Conv2D(
+        4, 3, strides=2, padding="same", dtype=F64)
+    batch_norm = keras.layers.BatchNormalization(dtype=F64)
+    inp = keras.Input(shape, dtype=F64)
+    hidden = kernel_layer(keras.layers.ReLU(dtype=F64)(inp))
+    moved = keras.layers.Reshape(hidden.shape[1:], dtype=F64)(hidden)  # a move, as DenseNet's Concatenate: no folding
+    model = keras.Model(inp, keras.layers.Flatten(dtype=F64)(keras.layers.ReLU(dtype=F64)(batch_norm(moved))))
+    _random_bias(kernel_layer)
+    batch_norm.set_weights([np.array(scales), np.zeros(4), np.zeros(4), np.ones(4) - 1e-3])  # s = γ
+    x = np.random.uniform(-1, 2, (16,) + shape)
+
+    with warnings.catch_warnings():  # some samples have all outputs ≤ 0
+        warnings.simplefilter("ignore", ZeroRelevanceWarning)
+        analyzer = Analyzer(model, lrp(rules.ZPlus()))
+        relevance = analyzer.analyze(x, neuron_selection="all")
+    assert next(n for n in analyzer._graph.nodes if n.layer is kernel_layer).maybe_rectified
+
+    inner = keras.Model(inp, keras.layers.Flatten(dtype=F64)(hidden))
+    m, b = layer_matrix(lambda a: inner.predict_on_batch(np.maximum(a, 0)), shape)
+    reached_below = False
+    for xs, rs in zip(x, relevance):
+        a = np.maximum(xs.ravel(), 0)
+        y = a @ m + b
+        s = np.tile(scales, y.size // 4)  # channels last: the scale of output j is scales[j % 4]
+        r_y = np.maximum(y * s, 0) * (y * s > 0)  # R at the BatchNorm's output, passed where y s > 0
+        contributions = a[:, None] * m
+        q = np.where(y[None, :] >= 0, np.maximum(contributions, 0), np.minimum(contributions, 0))
+        np.testing.assert_allclose(rs.ravel(), proportional(q, r_y), rtol=1e-7, atol=1e-12)
+        reached_below |= bool(np.any((y < 0) & (r_y > 0)))
+    assert reached_below == (min(scales) < 0)
 
 
 CONVENTION_LAYERS = ("dense", "conv2d_strided_valid", "conv1d_strided_same")
