@@ -193,7 +193,7 @@ class Analyzer:
             args = [values[i] for i in node.inputs]
             parameters = None if node.op is None else node.op.parameters(args)
             tape = None
-            if self.rules and self.rules[k].uses_vjp:
+            if self.rules and self.rules[k].needs_vjp(node):
                 args = [tf.identity(a) for a in args]
                 tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
             with tape or contextlib.nullcontext():

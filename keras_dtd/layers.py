@@ -496,11 +496,12 @@ class BatchNormOp(LinearOp):
 
     def parameters(self, inputs):
         scale, shift = _batch_norm_scale_shift(self.layer, self.layer.moving_variance.dtype)
-        return scale, self._broadcast(shift, inputs[0].shape.rank)
+        rank = inputs[0].shape.rank
+        return self._broadcast(scale, rank), self._broadcast(shift, rank)
 
     def apply(self, inputs, kernel):
         (x,) = inputs
-        return x * self._broadcast(kernel, x.shape.rank)
+        return x * kernel
 
 
 class FixedLinearOp(LinearOp):

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 from typing import Any, Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -101,9 +102,14 @@ def _hidden_zplus_terms(call):
 class Rule:
     """Base class: ``relevance(call, relevance)`` maps the relevance of each output of a
     :class:`LayerCall` to one relevance tensor (or None) per input. ``uses_vjp``: whether
-    it calls ``call.vjp`` (the forward call is then recorded on a tape)."""
+    it calls ``call.vjp`` (the forward call is then recorded on a tape); ``needs_vjp(node)``
+    may say so per node."""
 
     uses_vjp = True
+
+    def needs_vjp(self, node):
+        """Whether ``relevance`` calls ``call.vjp`` on this node (default: ``uses_vjp``)."""
+        return self.uses_vjp
 
     def relevance(self, call, relevance):  # pragma: no cover - interface
         raise NotImplementedError
@@ -135,9 +141,23 @@ class Route(Rule):
     Concatenate splits relevance back onto its inputs. On any other layer: the gradient
     (iNNvestigate's treatment of Add, which copies R to each summand)."""
 
+    def needs_vjp(self, node):
+        return self.uses_vjp and _concatenated_sizes(node) is None
+
     def relevance(self, call, relevance):
+        sizes = _concatenated_sizes(call.node)
+        if sizes is not None:  # a Concatenate: split, no VJP
+            return tf.split(relevance[0], sizes, axis=call.node.layer.axis)
         grads = call.vjp(list(relevance))
         return [tf.zeros_like(x) if g is None else g for x, g in zip(call.inputs, grads)]
+
+
+def _concatenated_sizes(node):
+    """The sizes of a Concatenate layer's inputs along its axis, when all are known; else None."""
+    if not isinstance(node.layer, keras.layers.Concatenate) or not node.input_shapes:
+        return None
+    sizes = [shape[node.layer.axis] for shape in node.input_shapes]
+    return None if any(size is None for size in sizes) else sizes
 
 
 class WinnerTakeAll(Route):
