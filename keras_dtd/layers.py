@@ -324,7 +324,8 @@ class KernelOp(LinearOp):
     def _plain_2d(self, x):
         """Whether the map is a 2D convolution that TensorFlow's transposed ops express as is."""
         args = self.conv_args
-        return x.shape.rank == 4 and args["padding"] in ("same", "valid") and tuple(args["dilation_rate"]) == (1, 1)
+        plain = args["padding"] in ("same", "valid") and tuple(args["dilation_rate"]) == (1, 1)
+        return x.shape.rank == 4 and plain
 
 
 class DenseOp(KernelOp):
@@ -374,8 +375,8 @@ class ConvOp(KernelOp):
     def _transposed_map(self, x, kernel, s):
         if not self._plain_2d(x) or x.shape[-1] != kernel.shape[-2]:
             return None
-        return tf.nn.conv2d_transpose(s, kernel, tf.shape(x), (1, *self.conv_args["strides"], 1),
-                                      self.conv_args["padding"].upper())
+        strides, padding = (1, *self.conv_args["strides"], 1), self.conv_args["padding"].upper()
+        return tf.nn.conv2d_transpose(s, kernel, tf.shape(x), strides, padding)
 
 
 class DepthwiseOp(KernelOp):
@@ -395,8 +396,8 @@ class DepthwiseOp(KernelOp):
     def _transposed_map(self, x, kernel, s):
         if not self._plain_2d(x):
             return None
-        return tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), kernel, s, (1, *self.conv_args["strides"], 1),
-                                                     self.conv_args["padding"].upper())
+        strides, padding = (1, *self.conv_args["strides"], 1), self.conv_args["padding"].upper()
+        return tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), kernel, s, strides, padding)
 
 
 class TransposeOp(KernelOp):

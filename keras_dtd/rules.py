@@ -309,7 +309,9 @@ def _redistribute(call, groups, r, stabilizer=None):
 def _side_by_side(call, groups):
     """The kernels of groups that each pair the layer's one input with a kernel of their
     own (x·W⁺ and x·W⁻ for inputs ≥ 0), when the map can run them as one call; else None."""
-    if call.kernel is None or len(call.inputs) != 1 or len(groups) < 2 or call.node.op.output_stack_axes() is None:
+    if call.kernel is None or len(call.inputs) != 1 or len(groups) < 2:
+        return None
+    if call.node.op.output_stack_axes() is None:
         return None
     (x,) = call.inputs
     if any(len(terms) != 1 or len(terms[0][0]) != 1 or terms[0][0][0] is not x for terms, _, _ in groups):
@@ -369,7 +371,7 @@ def _term_sum(call, terms):
         return None
     shared = [p for p in pieces if _one_row(p[0], call)]
     per_sample = [p for p in pieces if not _one_row(p[0], call)]
-    found = [_stacked(call, group, shaped_like) for group, shaped_like in ((per_sample, None), (shared, call.inputs)) if group]
+    found = [_stacked(call, group, like) for group, like in ((per_sample, None), (shared, call.inputs)) if group]
     z = functools.reduce(tf.add, [z for z, _ in found])  # broadcasts the shared rows' z
 
     def transposed(s):
@@ -474,7 +476,8 @@ class ZPlus(Proportional):
         node = call.node
 
         def positive_only():
-            return _redistribute(call, [(_split_signs(call), _bias(call, self, _positive), None)], r, self.stabilizer)
+            positive = (_split_signs(call), _bias(call, self, _positive), None)
+            return _redistribute(call, [positive], r, self.stabilizer)
 
         if node.rectified:  # relevance reaches no output below 0
             return positive_only()
@@ -538,8 +541,8 @@ def _sign_matched(call, r, rule):
     σ_j matches y_j's (+ at y_j = 0). With z = Σ_i x_i w_ij from the forward pass and
     A = Σ_i |x_i||w_ij|: Σ_i q_ij = σ_j (σ_j z_j + A_j)/2 and
     R_i = ½ [x_i (Wᵀ s)_i + |x_i| (|W|ᵀ σ s)_i], s_j = R_j / Σ_i q_ij,
-    one map with |W| and two transposed maps. Where a bias gave y_j the sign opposite to z_j, matching
-    contributions below √eps of A_j (none, up to rounding) count as none."""
+    one map with |W| and two transposed maps. Where a bias gave y_j the sign opposite to
+    z_j, matching contributions below √eps of A_j (none, up to rounding) count as none."""
     op, kernel, inputs = call.node.op, call.kernel, list(call.inputs)
     magnitudes, kernel_magnitude = [tf.abs(x) for x in inputs], tf.abs(kernel)
     total = op.apply(magnitudes, kernel_magnitude)
@@ -557,7 +560,8 @@ def _sign_matched(call, r, rule):
     else:
         v = tf.math.divide_no_nan(r, matched)
         along_w, along_magnitude = sign * v, v
-    via_w, via_magnitude = op.transpose(inputs, kernel, along_w), op.transpose(inputs, kernel_magnitude, along_magnitude)
+    via_w = op.transpose(inputs, kernel, along_w)
+    via_magnitude = op.transpose(inputs, kernel_magnitude, along_magnitude)
     shares = [None if g is None else x * g + m * h for x, m, g, h in zip(inputs, magnitudes, via_w, via_magnitude)]
     # every term has R_j's sign: where a sample's R ≥ 0, clip the rounding of cancelling terms
     smallest = tf.reduce_min(r, axis=list(range(1, r.shape.rank)), keepdims=True)

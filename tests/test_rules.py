@@ -251,7 +251,7 @@ def test_zplus_before_a_batch_norm_whose_scale_decides_the_sign(layer_name, scal
     batch_norm = keras.layers.BatchNormalization(dtype=F64)
     inp = keras.Input(shape, dtype=F64)
     hidden = kernel_layer(keras.layers.ReLU(dtype=F64)(inp))
-    moved = keras.layers.Reshape(hidden.shape[1:], dtype=F64)(hidden)  # a move, as DenseNet's Concatenate: no folding
+    moved = keras.layers.Reshape(hidden.shape[1:], dtype=F64)(hidden)  # a move (DenseNet: Concatenate)
     model = keras.Model(inp, keras.layers.Flatten(dtype=F64)(keras.layers.ReLU(dtype=F64)(batch_norm(moved))))
     _random_bias(kernel_layer)
     batch_norm.set_weights([np.array(scales), np.zeros(4), np.zeros(4), np.ones(4) - 1e-3])  # s = γ
