@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test demo bench bench-apps bench-suite clean
+.PHONY: test demo bench bench-apps bench-depth bench-suite clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ bench: $(VENV)/.installed
 
 bench-apps: $(VENV)/.installed
 	$(PY) benchmarks/bench_applications.py
+
+bench-depth: $(VENV)/.installed  # build time of a 25/50/100-block DenseNet-style chain (about 2 minutes)
+	$(PY) benchmarks/bench_depth.py
 
 bench-suite: $(VENV)/.installed  # writes benchmarks/RESULTS.md (about 15 minutes on 2 cores)
 	$(PY) benchmarks/suite.py
