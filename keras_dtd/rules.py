@@ -241,6 +241,11 @@ def _check_convention(rule, bias, stabilizer):
         raise ValueError(f"{rule}: stabilizer must be None or a positive number, got {stabilizer!r}.")
 
 
+def _per_denominator(r, z, bias, stabilizer):
+    """R / stab(z + b) (b None: no bias), 0 where the denominator is 0."""
+    return tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
+
+
 def _stabilized(d, epsilon):
     """d + ε·sign(d) with sign(0) = +1, or d when ε is None."""
     if epsilon is None:
@@ -301,8 +306,8 @@ def _redistribute(call, groups, r, stabilizer=None):
         if found is None:
             continue
         z, transposed = found
-        s = tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
-        result = [_add(a, b) for a, b in zip(result, transposed(_scaled(s, factor)))]
+        s = _scaled(_per_denominator(r, z, bias, stabilizer), factor)
+        result = [_add(a, b) for a, b in zip(result, transposed(s))]
     return result
 
 
@@ -329,8 +334,7 @@ def _redistribute_side_by_side(call, groups, kernels, r, stabilizer):
     parts = tf.split(op.apply([x], kernel), len(groups), axis=output_axis)
     cotangents = []
     for z, (_, bias, factor) in zip(parts, groups):
-        s = tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
-        cotangents.append(_scaled(s, factor))
+        cotangents.append(_scaled(_per_denominator(r, z, bias, stabilizer), factor))
     (g,) = op.transpose([x], kernel, tf.concat(cotangents, axis=output_axis))
     return [x * g]
 
@@ -354,7 +358,7 @@ def _redistribute_diagonal(call, groups, r, stabilizer):
         if not parts:
             continue
         z = functools.reduce(tf.add, parts)  # broadcasts rows shared by all samples
-        share = z * tf.math.divide_no_nan(r, _stabilized(z if bias is None else z + bias, stabilizer))
+        share = z * _per_denominator(r, z, bias, stabilizer)
         result = _add(result, _scaled(share, factor))
     return [result]
 
@@ -481,11 +485,16 @@ class ZPlus(Proportional):
 
         if node.rectified:  # relevance reaches no output below 0
             return positive_only()
-        if call.kernel is not None and not node.op.diagonal and not all(node.nonnegative_inputs):
+        kernel_map = call.kernel is not None and not node.op.diagonal
+        nonnegative = all(node.nonnegative_inputs)
+        if node.maybe_rectified and kernel_map and nonnegative:  # weights decide at run time
+            return _negative_side_when_reached(call, r, self)
+
+        if kernel_map and not nonnegative:
 
             def both_signs():  # x⁺ and x⁻ terms would double every map of both sides: |x|, |W| instead
                 return _sign_matched(call, r, self)
-        else:
+        else:  # built here, not under tf.cond: x⁺ and x⁻ (cached on the call) serve both branches
             below = call.outputs[0] < 0
             negative = (_split_signs(call, opposing=True), _bias(call, self, _negative), below)
 
@@ -496,8 +505,6 @@ class ZPlus(Proportional):
         if not node.maybe_rectified:
             return both_signs()
         # whether relevance reaches outputs below 0 depends on weights: check at run time
-        if call.kernel is not None and not node.op.diagonal and all(node.nonnegative_inputs):
-            return _negative_side_when_reached(call, r, self)
         reached = tf.reduce_any(tf.logical_and(call.outputs[0] < 0, tf.not_equal(r, 0)))
         return tf.cond(reached, lambda: _zeros_for_none(call, both_signs()), lambda: _zeros_for_none(call, positive_only()))
 
@@ -506,9 +513,9 @@ def _negative_side_when_reached(call, r, rule):
     """Sign-aware z⁺ on inputs x ≥ 0 where weights decide at run time whether relevance
     reaches outputs y_j < 0: z⁺_j = Σ_i x_i w⁺_ij by one map, z⁻_j = z_j − z⁺_j with z from
     the forward pass, and R_i = x_i (W⁺ᵀ s⁺ + W⁻ᵀ s⁻)_i with s⁺ = R/z⁺ where y ≥ 0 and
-    s⁻ = R/z⁻ where y < 0 (bias terms b⁺, b⁻ with ``bias="include"``). The transposed map
-    with W⁻ runs only when relevance reaches an output below 0; so only that one map, not
-    the whole rule, is built twice. Where a bias gave y_j < 0 against z_j > 0, matching
+    s⁻ = R/z⁻ where y < 0 (bias terms b⁺, b⁻ with ``bias="include"``). Only the transposed
+    map with W⁻ sits under ``tf.cond``: it runs when relevance reaches an output below 0.
+    Where a bias gave y_j < 0 against z_j > 0, matching
     contributions below √eps of Σ_i x_i |w_ij| count as none, as in :func:`_sign_matched`."""
     op, kernel, (x,) = call.node.op, call.kernel, call.inputs
     zero = tf.constant(0, r.dtype)
@@ -520,12 +527,9 @@ def _negative_side_when_reached(call, r, rule):
     if call.bias is not None:  # z⁻ is a difference: below √eps of Σ|x w| it is rounding
         total = z_positive - z_negative
         r_negative = tf.where(-z_negative > _rounding_tolerance(r.dtype) * total, r_negative, zero)
-
-    def share(part, z, bias):
-        return tf.math.divide_no_nan(part, _stabilized(z if bias is None else z + bias, rule.stabilizer))
-
-    s_positive = share(tf.where(below, zero, r), z_positive, _bias(call, rule, _positive))
-    s_negative = share(r_negative, z_negative, _bias(call, rule, _negative))
+    r_positive = tf.where(below, zero, r)
+    s_positive = _per_denominator(r_positive, z_positive, _bias(call, rule, _positive), rule.stabilizer)
+    s_negative = _per_denominator(r_negative, z_negative, _bias(call, rule, _negative), rule.stabilizer)
     (g,) = op.transpose([x], positive_kernel, s_positive)
     g = g + tf.cond(tf.reduce_any(tf.not_equal(r_negative, 0)),
                     lambda: op.transpose([x], _negative(kernel), s_negative)[0], lambda: tf.zeros_like(g))
