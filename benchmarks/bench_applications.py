@@ -163,7 +163,9 @@ def row(family, size, r):
 
 def main():
     start = time.perf_counter()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated (default: all 14)")
     parser.add_argument("--size", type=int, help="input height = width (default: each family's smallest)")
     parser.add_argument("--batch", type=int, default=2)

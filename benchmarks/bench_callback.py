@@ -32,7 +32,9 @@ def fit_seconds(x, y, epochs, callbacks):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -41,13 +43,21 @@ def main():
     for _ in range(args.runs):
         plain.append(fit_seconds(x, y, args.epochs, []))
         with tempfile.TemporaryDirectory() as log_dir:
-            monitor = RelevanceMonitor(x_test[:16], log_dir, targets="true", labels=y_test[:16],
-                                       method="deep_taylor.bounded", method_kwargs={"low": 0, "high": 1})
+            monitor = RelevanceMonitor(
+                x_test[:16],
+                log_dir,
+                targets="true",
+                labels=y_test[:16],
+                method="deep_taylor.bounded",
+                method_kwargs={"low": 0, "high": 1},
+            )
             monitored.append(fit_seconds(x, y, args.epochs, [monitor]))
     p, m = statistics.median(plain), statistics.median(monitored)
     print(f"training {len(x)} digits x {args.epochs} epochs, median of {args.runs} runs")
     print(f"plain fit:                     {p:.2f} s")
-    print(f"fit + RelevanceMonitor/epoch:  {m:.2f} s  ({1000 * (m - p) / args.epochs:.0f} ms per logged epoch)")
+    print(
+        f"fit + RelevanceMonitor/epoch:  {m:.2f} s  ({1000 * (m - p) / args.epochs:.0f} ms per logged epoch)"
+    )
     print(f"ratio:                         {m / p:.2f}x")
 
 

@@ -57,7 +57,9 @@ def median_ms(fn, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--jit", action="store_true", help="XLA for both DTD and the gradient")
@@ -82,7 +84,9 @@ def main():
         dtd_ms.append(median_ms(lambda: analyzer.analyze(x), 1))
         grad_ms.append(median_ms(lambda: gradient(x_tensor).numpy(), 1))
     dtd, grad = statistics.median(dtd_ms), statistics.median(grad_ms)
-    print(f"device: CPU x{os.cpu_count()}, jit_compile={args.jit}, batch={args.batch}, repeats={args.repeats}")
+    print(
+        f"device: CPU x{os.cpu_count()}, jit_compile={args.jit}, batch={args.batch}, repeats={args.repeats}"
+    )
     print(f"build DTD analyzer (trace + compile + first batch): {build_s:.2f} s")
     print(f"DTD(input_range=(0,1)).analyze: {dtd:.1f} ms per batch (median)")
     print(f"plain input gradient:           {grad:.1f} ms per batch (median)")

@@ -45,7 +45,9 @@ def measure(what, blocks):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--blocks", default="25,50,100", help="comma-separated depths")
     parser.add_argument("--runs", type=int, default=3, help="fresh interpreters per depth and method")
     parser.add_argument("--worker", choices=["dtd", "gradient"], help=argparse.SUPPRESS)

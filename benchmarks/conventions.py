@@ -46,7 +46,9 @@ def main():
     fixtures = ROOT / "tests" / "fixtures"
     innvestigate, zennit = np.load(fixtures / "innvestigate.npz"), np.load(fixtures / "zennit.npz")
     cases = json.loads(str(innvestigate["cases"]))
-    print("| model | analyzer | max relative conservation error | max negative share | distance to DTD: max abs(R − R_DTD) / max abs(R_DTD) |")
+    print(
+        "| model | analyzer | max relative conservation error | max negative share | distance to DTD: max abs(R − R_DTD) / max abs(R_DTD) |"
+    )
     print("|---|---|---|---|---|")
     for name, data in (("cnn_pool", innvestigate), ("cnn_strided_gap", innvestigate), ("concat", innvestigate),
                        ("residual", zennit)):  # fmt: skip

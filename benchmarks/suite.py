@@ -215,7 +215,9 @@ def case_worker(spec):
         return result
 
     start = time.perf_counter()
-    analyzer = keras_dtd.DTD(model, input_range=(0.0, 1.0), batch_size=max(batches + [build_batch]), jit_compile=jit)
+    analyzer = keras_dtd.DTD(
+        model, input_range=(0.0, 1.0), batch_size=max(batches + [build_batch]), jit_compile=jit
+    )
     analyzer.analyze(xs[build_batch])
     result["build_s"] = time.perf_counter() - start
     result["rss_build"] = rss_mb()
@@ -291,7 +293,10 @@ def sweep_worker(spec):
             gradient(x_tensor).numpy()
         entries.append((n, {"dtd": lambda a=analyzer, x=x: a.analyze(x),
                             "grad": lambda g=gradient, t=x_tensor: g(t).numpy()}))  # fmt: skip
-    for _, calls in entries:  # one untimed round once all are built: the first after a build of others is slow
+    for (
+        _,
+        calls,
+    ) in entries:  # one untimed round once all are built: the first after a build of others is slow
         calls["dtd"]()
         calls["grad"]()
     times = {n: {"dtd": [], "grad": []} for n, _ in entries}
@@ -424,13 +429,22 @@ def time_interleaved(calls, repeats, reference, into):
 def run_worker(kind, spec, timeout, python=None, script=None):
     """Run a worker in a fresh interpreter; its last stdout line is its JSON result."""
     if script is None:
-        command = [python or sys.executable, str(Path(__file__)), "--worker", kind, "--spec", json.dumps(spec)]
+        command = [
+            python or sys.executable,
+            str(Path(__file__)),
+            "--worker",
+            kind,
+            "--spec",
+            json.dumps(spec),
+        ]
     else:
         command = [python, str(script), *spec]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT))
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT)
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s", "wall_s": time.perf_counter() - start}
     lines = [line for line in done.stdout.strip().splitlines() if line.startswith("{")]
@@ -494,7 +508,14 @@ def run_peers(cfg):
                         log(f"peers {library}: {passes[library][0]['missing']}")
                     continue
                 out = Path(tmp) / f"{library}_maps.npz"
-                args = ["--case", str(Path(tmp) / "case.npz"), "--out", str(out), "--repeats", str(cfg["peer_repeats"])]
+                args = [
+                    "--case",
+                    str(Path(tmp) / "case.npz"),
+                    "--out",
+                    str(out),
+                    "--repeats",
+                    str(cfg["peer_repeats"]),
+                ]
                 load = os.getloadavg()[0]
                 r = run_worker(library, args, cfg["timeout"], python=python, script=script)
                 r["python"], r["load"] = python, load
@@ -513,7 +534,9 @@ def pool(runs):
         return runs[0]
     if len(good) < len(runs):  # keep the passes that worked, say that one failed
         bad = next(r for r in runs if r not in good)
-        good[0] = dict(good[0], notes=f"{good[0].get('notes', '')}; a pass failed: {bad.get('error')}".lstrip("; "))
+        good[0] = dict(
+            good[0], notes=f"{good[0].get('notes', '')}; a pass failed: {bad.get('error')}".lstrip("; ")
+        )
     runs = good
     merged = {k: v for k, v in runs[0].items() if k != "methods"}
     merged["passes"] = len(runs)
@@ -550,11 +573,17 @@ def agreement(maps):
         ("zennit", "EpsilonPlus", "LRP EpsilonPlus", "EpsilonPlus vs LRP(composites.EpsilonPlus())"),
         ("zennit", "ZPlus", "LRP z⁺", "ZPlus on every layer vs LRP(rules.ZPlus())"),
         ("zennit", "ZBox+ZPlus", "DTD", "ZBox(0, 1) first, ZPlus above vs DTD(input_range=(0, 1))"),
-        ("iNNvestigate", "deep_taylor.bounded", "DTD", "deep_taylor.bounded(0, 1) vs DTD(input_range=(0, 1))"),
+        (
+            "iNNvestigate",
+            "deep_taylor.bounded",
+            "DTD",
+            "deep_taylor.bounded(0, 1) vs DTD(input_range=(0, 1))",
+        ),
         ("iNNvestigate", "deep_taylor", "LRP z⁺", "deep_taylor vs LRP(rules.ZPlus())"),
         ("iNNvestigate", "gradient", "gradient", "gradient vs tf.function gradient"),
         ("zennit", "gradient", "gradient", "torch autograd gradient vs tf.function gradient"),
     ]
+
     def per_sample(a, b):
         a, b = a.astype("float64").reshape(len(a), -1), b.astype("float64").reshape(len(b), -1)
         return np.abs(a - b).max(1) / np.maximum(np.abs(b).max(1), 1e-300)
@@ -574,8 +603,18 @@ def agreement(maps):
         also = "—"
         if theirs != "gradient" and gradients[0] is not None and gradients[1] is not None:
             also = str(int((above & (per_sample(*gradients) > 1e-4)).sum()))
-        rows.append((library, theirs, ours, note, float(np.abs(a - b).max() / scale), float(np.median(samples)),
-                     f"{int(above.sum())} of {len(samples)}", also))
+        rows.append(
+            (
+                library,
+                theirs,
+                ours,
+                note,
+                float(np.abs(a - b).max() / scale),
+                float(np.median(samples)),
+                f"{int(above.sum())} of {len(samples)}",
+                also,
+            )
+        )
     return rows
 
 
@@ -603,10 +642,17 @@ def growth_verdict(points, unit):
         verdict = "linear"
     else:
         verdict = "sublinear (fixed costs dominate)"
-    single = {"conv layers": "conv layer", "multiply-adds": "multiply-add", "blocks": "block", "pixels": "pixel"}
+    single = {
+        "conv layers": "conv layer",
+        "multiply-adds": "multiply-add",
+        "blocks": "block",
+        "pixels": "pixel",
+    }
     per_unit = (c1 / s1) / (c0 / s0)
-    return exponents, (f"{verdict} in {unit}: k = {k:.2f} over the whole range, {last:.2f} on the largest step; "
-                       f"cost per {single.get(unit, unit)} at the largest size / at the smallest {per_unit:.2f}")
+    return exponents, (
+        f"{verdict} in {unit}: k = {k:.2f} over the whole range, {last:.2f} on the largest step; "
+        f"cost per {single.get(unit, unit)} at the largest size / at the smallest {per_unit:.2f}"
+    )
 
 
 def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, wall_s, quick):
@@ -616,7 +662,9 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     add("")
     add(f"- command: `{meta['command']}` (from the repository root)")
     add(f"- date: {meta['date']} (UTC), total wall time {wall_s / 60:.1f} min")
-    add(f"- TensorFlow {meta['tf']}, Keras {meta['keras']}, keras_dtd {meta['keras_dtd']}, Python {meta['python']}")
+    add(
+        f"- TensorFlow {meta['tf']}, Keras {meta['keras']}, keras_dtd {meta['keras_dtd']}, Python {meta['python']}"
+    )
     src, measured, end = meta["source_start"], meta["source_measured"], meta["source_end"]
     if meta["source"] == "HEAD":
         what = (f"commit {src['commit']} as committed (`git archive HEAD keras_dtd`"
@@ -624,11 +672,18 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
                    if src["dirty"] else ")"))  # fmt: skip
     else:
         what = f"the working tree at commit {src['commit']}" + (
-            f" with local changes in {', '.join(src['modified'])}" if src["dirty"] else " (no local changes)")
-    changed = ("" if end["hash"] == src["hash"] else f"; the repository's keras_dtd/ changed while the suite ran "
-               f"(commit {end['commit']} at the end), which did not affect these numbers")
-    add(f"- keras_dtd source: {what}, copied once at the start into a temporary directory that every worker "
-        f"imports (sha256 of its *.py {measured['hash']}; workers that imported it: {meta['snapshot_workers']}){changed}")
+            f" with local changes in {', '.join(src['modified'])}" if src["dirty"] else " (no local changes)"
+        )
+    changed = (
+        ""
+        if end["hash"] == src["hash"]
+        else f"; the repository's keras_dtd/ changed while the suite ran "
+        f"(commit {end['commit']} at the end), which did not affect these numbers"
+    )
+    add(
+        f"- keras_dtd source: {what}, copied once at the start into a temporary directory that every worker "
+        f"imports (sha256 of its *.py {measured['hash']}; workers that imported it: {meta['snapshot_workers']}){changed}"
+    )
     add(f"- CPU: {meta['cpu']} × {meta['cpus']} (os.cpu_count), Linux {meta['kernel']}")
     add(f"- TF_ENABLE_ONEDNN_OPTS={meta['onednn']}")
     loads = sorted(LOADS) or [meta["load_start"]]
@@ -677,8 +732,10 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             fmt(r.get("load"), 2),
         ]) + " |")  # fmt: skip
     add("")
-    add("Time per batch (ms, medians) and DTD / gradient (median of the per-pair ratios; in brackets the "
-        "quartiles of the per-pair ratios, a measure of the noise):")
+    add(
+        "Time per batch (ms, medians) and DTD / gradient (median of the per-pair ratios; in brackets the "
+        "quartiles of the per-pair ratios, a measure of the noise):"
+    )
     add("")
     batches = cfg["batches"]
     add("| model | jit | " + " | ".join(f"b={b}: DTD / gradient ms, ratio" for b in batches) + " | DTD ms/sample at b="
@@ -696,7 +753,9 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             f" | {last['dtd_ms'] / batches[-1]:.2f} |")  # fmt: skip
     add("")
     if len(cfg["jit"]) == 2 and models:
-        add("jit_compile effect (time with jit on / time with jit off, per batch size; < 1 means XLA is faster):")
+        add(
+            "jit_compile effect (time with jit on / time with jit off, per batch size; < 1 means XLA is faster):"
+        )
         add("")
         add("| model | " + " | ".join(f"b={b}: DTD, gradient" for b in batches) + " | build s off → on |")
         add("|" + "---|" * (2 + len(batches)))
@@ -708,7 +767,11 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             for b in batches:
                 po, pn = off["per_batch"][str(b)], on["per_batch"][str(b)]
                 cells.append(f"{pn['dtd_ms'] / po['dtd_ms']:.2f}, {pn['grad_ms'] / po['grad_ms']:.2f}")
-            add(f"| {MODEL_TITLES[model]} | " + " | ".join(cells) + f" | {off['build_s']:.2f} → {on['build_s']:.2f} |")
+            add(
+                f"| {MODEL_TITLES[model]} | "
+                + " | ".join(cells)
+                + f" | {off['build_s']:.2f} → {on['build_s']:.2f} |"
+            )
         add("")
 
     # ----------------------------------------------------------------------------------- section 2
@@ -729,10 +792,12 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         b = cfg["growth_batch"][key]
         add(f"### {title}")
         add("")
-        add(f"Batch {b}. Build s, gradient first call s and RSS: one fresh interpreter per size (as in section 1); "
+        add(
+            f"Batch {b}. Build s, gradient first call s and RSS: one fresh interpreter per size (as in section 1); "
             f"ms/batch: all sizes in one interpreter, {cfg['growth_repeats']} interleaved rounds (each round visits "
             f"every size, the order rotating), medians; ms/unit = ms per batch / "
-            f"{label if key != 'vgg_size' else 'pixels (size²)'}.")
+            f"{label if key != 'vgg_size' else 'pixels (size²)'}."
+        )
         add("")
         add(f"| {label} | layers | forward GMAC/batch | build s (DTD) | gradient first call s | DTD ms/batch | "
             "gradient ms/batch | ratio | DTD ms per unit | gradient ms per unit | RSS MB case peak |")  # fmt: skip
@@ -770,9 +835,11 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
                 measures = [("DTD ms/batch vs pixels", [p["dtd_ms"] for _, _, p in ok], "pixels"),
                             ("gradient ms/batch vs pixels", [p["grad_ms"] for _, _, p in ok], "pixels"),
                             ("DTD build s vs pixels", [r["build_s"] for _, r, _ in ok], "pixels")]  # fmt: skip
-            add("Growth exponent k (cost ∝ size^k; 1 = linear, 2 = quadratic), per step between neighbouring sizes. "
+            add(
+                "Growth exponent k (cost ∝ size^k; 1 = linear, 2 = quadratic), per step between neighbouring sizes. "
                 "Verdict from k over the whole range: linear if 0.8 ≤ k ≤ 1.2 and the largest step's k ≤ 1.3, "
-                "superlinear above, sublinear (fixed costs dominate) below 0.8.")
+                "superlinear above, sublinear (fixed costs dominate) below 0.8."
+            )
             add("")
             for m in measures:
                 name, ys, what = m[0], m[1], m[2]
@@ -801,7 +868,9 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         "gradient; \"× keras_dtd\" = ms / keras_dtd's corresponding method (DTD for z⁺/DeepTaylor methods, LRP-ε "
         "for ε methods, gradient for gradients).")  # fmt: skip
     add("")
-    add("| library | method | build s | ms/batch | × own gradient | × keras_dtd | peak RSS MB | load (1 min) before each pass |")
+    add(
+        "| library | method | build s | ms/batch | × own gradient | × keras_dtd | peak RSS MB | load (1 min) before each pass |"
+    )
     add("|---|---|---|---|---|---|---|---|")
     kd = peers.get("keras_dtd", {})
     kd_methods = kd.get("methods", {}) if "error" not in kd else {}
@@ -840,14 +909,18 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         f"({kd.get('negative_top_logits', '?')} of 32 samples have a top logit ≤ 0); iNNvestigate and zennit one-hot × logit of the top class). "
         "The first two rows are the check asked for; the others are for information.")  # fmt: skip
     add("")
-    add("| peer | their method | keras_dtd method | what | max abs diff / max abs (whole batch) | "
+    add(
+        "| peer | their method | keras_dtd method | what | max abs diff / max abs (whole batch) | "
         "median over samples of the per-sample figure | samples above 1e-4 | of which the two gradients also differ "
-        "by > 1e-4 (a ReLU or max-pool switch that flips between the two float32 forward passes) |")
+        "by > 1e-4 (a ReLU or max-pool switch that flips between the two float32 forward passes) |"
+    )
     add("|---|---|---|---|---|---|---|---|")
     for library, theirs, ours, note, value, med, above, also in rows:
         value_s = value if isinstance(value, str) else f"{value:.1e}"
-        add(f"| {library} | {theirs} | {ours} | {note} | {value_s} | {'—' if med is None else f'{med:.1e}'} | "
-            f"{above} | {also} |")
+        add(
+            f"| {library} | {theirs} | {ours} | {note} | {value_s} | {'—' if med is None else f'{med:.1e}'} | "
+            f"{above} | {also} |"
+        )
     if not rows:
         add("| — | no peer maps | | | | | | |")
     add("")
@@ -855,7 +928,9 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     if under_load:
         import under_load as load_module
 
-        add("## 4. Under load (`benchmarks/under_load.py`, VGG-style CNN, `DTD(input_range=(0, 1), batch_size=32)`)")
+        add(
+            "## 4. Under load (`benchmarks/under_load.py`, VGG-style CNN, `DTD(input_range=(0, 1), batch_size=32)`)"
+        )
         add("")
         lines.extend(load_module.report_lines(under_load))
         add("")
@@ -889,7 +964,9 @@ def aims_lines(models, peers, cfg):
         met = [r["per_batch"][str(b)]["ratio"] <= 1.5 for b in cfg["batches"]]
         verdict = "met at every batch size" if all(met) else ("not met at any batch size" if not any(met) else
                   "met at " + ", ".join(f"b={b}" for b, m in zip(cfg["batches"], met) if m) + " only")  # fmt: skip
-        out.append(f"- DTD ≤ 1.5× gradient, {MODEL_TITLES[model]} (jit off): {', '.join(cells)} → **{verdict}**")
+        out.append(
+            f"- DTD ≤ 1.5× gradient, {MODEL_TITLES[model]} (jit off): {', '.join(cells)} → **{verdict}**"
+        )
     for library in PEERS:
         r = peers.get(library, {})
         if "missing" in r or "error" in r or "methods" not in r:
@@ -909,7 +986,9 @@ def aims_lines(models, peers, cfg):
                            for t, o, ov, tv in comparisons)  # fmt: skip
         caveat = (f" (within 10 % for {', '.join(close)}: on this noisy shared machine, not a clear margin)"
                   if close else "")  # fmt: skip
-        out.append(f"- keras_dtd faster per batch than {library}: {detail} → **{'met' if faster else 'not met'}**{caveat}")
+        out.append(
+            f"- keras_dtd faster per batch than {library}: {detail} → **{'met' if faster else 'not met'}**{caveat}"
+        )
     return out
 
 
@@ -932,7 +1011,9 @@ def source_state(package=None):
 
     def git(*command):
         try:
-            done = subprocess.run(["git", *command], capture_output=True, text=True, cwd=str(ROOT), timeout=30)
+            done = subprocess.run(
+                ["git", *command], capture_output=True, text=True, cwd=str(ROOT), timeout=30
+            )
             return done.stdout.strip() if done.returncode == 0 else None
         except (OSError, subprocess.SubprocessError):
             return None
@@ -962,7 +1043,8 @@ def metadata(args):
     except OSError:
         pass
     return {
-        "command": ".venv/bin/python benchmarks/suite.py" + (" --quick" if args.quick else "")
+        "command": ".venv/bin/python benchmarks/suite.py"
+        + (" --quick" if args.quick else "")
         + (f" --out {shlex.quote(args.out)}" if args.out else "")
         + (f" --source {args.source}" if args.source != "worktree" else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
@@ -982,13 +1064,19 @@ def metadata(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a much smaller run, for a smoke check")
-    parser.add_argument("--out", help="report path (default: benchmarks/RESULTS.md; with --quick a temp file)")
+    parser.add_argument(
+        "--out", help="report path (default: benchmarks/RESULTS.md; with --quick a temp file)"
+    )
     parser.add_argument("--source", choices=["worktree", "HEAD"], default="worktree",
                         help="which keras_dtd/ to measure: the working tree (default) or the last commit "
                              "(read with git archive); either is copied once at the start")  # fmt: skip
-    parser.add_argument("--only", default="models,growth,peers,load", help=argparse.SUPPRESS)  # for development
+    parser.add_argument(
+        "--only", default="models,growth,peers,load", help=argparse.SUPPRESS
+    )  # for development
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -998,7 +1086,12 @@ def main():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import under_load
 
-        worker = {"case": case_worker, "peers": peers_worker, "sweep": sweep_worker, "load": under_load.worker}[args.worker]
+        worker = {
+            "case": case_worker,
+            "peers": peers_worker,
+            "sweep": sweep_worker,
+            "load": under_load.worker,
+        }[args.worker]
         print(json.dumps(worker(json.loads(args.spec))))
         return
 
@@ -1017,7 +1110,9 @@ def main():
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
                 tar.extractall(snapshot, filter="data")
         else:
-            shutil.copytree(ROOT / "keras_dtd", Path(snapshot) / "keras_dtd", ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                ROOT / "keras_dtd", Path(snapshot) / "keras_dtd", ignore=shutil.ignore_patterns("__pycache__")
+            )
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [snapshot, os.environ.get("PYTHONPATH")] if p)
         sys.path.insert(0, snapshot)
         args.snapshot = Path(snapshot) / "keras_dtd"
@@ -1035,7 +1130,9 @@ def run_suite(args, start, cfg, out):
         for model in cfg["models"]:
             for jit in cfg["jit"]:
                 r = run_case(cfg, model, {}, cfg["batches"], cfg["build_batch"], jit, cfg["repeats"][model])
-                r["input"] = {"mlp": "3072", "vgg": "64×64×3", "resnet50": "64×64×3", "densenet": "64×64×3"}[model]
+                r["input"] = {"mlp": "3072", "vgg": "64×64×3", "resnet50": "64×64×3", "densenet": "64×64×3"}[
+                    model
+                ]
                 models[(model, jit)] = r
 
     growth = {}
@@ -1045,7 +1142,13 @@ def run_suite(args, start, cfg, out):
                                           ("vgg_size", "vgg", "size", cfg["vgg_sizes"])]:  # fmt: skip
             b = cfg["growth_batch"][key]
             growth[key] = {n: run_case(cfg, model, {param: n}, [b], b, False, 0) for n in values}
-            spec = {"model": model, "param": param, "values": values, "batch": b, "repeats": cfg["growth_repeats"]}
+            spec = {
+                "model": model,
+                "param": param,
+                "values": values,
+                "batch": b,
+                "repeats": cfg["growth_repeats"],
+            }
             LOADS.append(os.getloadavg()[0])
             sweep = run_worker("sweep", spec, cfg["timeout"])
             log(f"{key} sweep: {sweep.get('error', 'ok')} ({sweep['wall_s']:.0f} s)")

@@ -90,6 +90,7 @@ def worker(spec):
     result["stream"] = []
     with tempfile.TemporaryDirectory() as folder:
         for n in spec["stream"]:
+
             def images(k):
                 return tf.random.stateless_uniform((64, 64, 3), [0, k])
 
@@ -141,7 +142,9 @@ def report_lines(r):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a much smaller run, for a smoke check")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -35,7 +35,9 @@ def target_share(relevance, left):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--out", default="out")
     parser.add_argument("--seed", type=int, default=0)
@@ -44,8 +46,10 @@ def main(argv=None):
     (x_train, y_train), (x_test, y_test) = datasets.digits(seed=args.seed)
     x_train, t_train, _ = datasets.distractor_pairs(x_train, y_train, seed=args.seed)
     x_test, t_test, left = datasets.distractor_pairs(x_test, y_test, seed=args.seed + 1)
-    print(f"data: {len(x_train)} training / {len(x_test)} test images of 8x16 pixels "
-          "(target 0-3 beside a distractor 4-9), from scikit-learn's bundled digits")
+    print(
+        f"data: {len(x_train)} training / {len(x_test)} test images of 8x16 pixels "
+        "(target 0-3 beside a distractor 4-9), from scikit-learn's bundled digits"
+    )
 
     keras.utils.set_random_seed(args.seed)
     network = digit_cnn(x_train.shape[1:], classes=4, filters=(32, 64, 64), head="global_max")

@@ -27,7 +27,9 @@ from keras_dtd.demo import digit_cnn, train  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--steps", type=int, default=16)
@@ -40,7 +42,9 @@ def main(argv=None):
     model = train(digit_cnn(x_train.shape[1:]), x_train, y_train, args.epochs, verbose=0)
     x, y = x_test[: args.samples], y_test[: args.samples]
     accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(axis=1) == y_test))
-    print(f"digits CNN: test accuracy {accuracy:.3f}; {len(x)} test images, {args.steps} steps of 4 pixels each")
+    print(
+        f"digits CNN: test accuracy {accuracy:.3f}; {len(x)} test images, {args.steps} steps of 4 pixels each"
+    )
 
     analyzers = {
         "DTD": DTD(model),
@@ -70,7 +74,9 @@ def main(argv=None):
         rows[name] = {"aopc": float(flipped.score.mean()), "deletion": float(deleted.score.mean()),
                       "insertion": float(inserted.score.mean())}  # fmt: skip
         curves[name] = flipped.curves.mean(axis=0)
-        print(f"| {name} | {rows[name]['aopc']:.3f} | {rows[name]['deletion']:.3f} | {rows[name]['insertion']:.3f} |")
+        print(
+            f"| {name} | {rows[name]['aopc']:.3f} | {rows[name]['deletion']:.3f} | {rows[name]['insertion']:.3f} |"
+        )
 
     from matplotlib.figure import Figure
 

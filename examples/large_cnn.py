@@ -20,10 +20,16 @@ import numpy as np  # noqa: E402
 from keras_dtd import DTD, Gradient, plot  # noqa: E402
 
 NETWORKS = {
-    "vgg16": (keras.applications.VGG16, keras.applications.vgg16.preprocess_input,
-              "vgg16_weights_tf_dim_ordering_tf_kernels.h5"),
-    "resnet50": (keras.applications.ResNet50, keras.applications.resnet50.preprocess_input,
-                 "resnet50_weights_tf_dim_ordering_tf_kernels.h5"),
+    "vgg16": (
+        keras.applications.VGG16,
+        keras.applications.vgg16.preprocess_input,
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+    ),
+    "resnet50": (
+        keras.applications.ResNet50,
+        keras.applications.resnet50.preprocess_input,
+        "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+    ),
 }
 
 
@@ -42,7 +48,9 @@ def median_seconds(fn, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", choices=sorted(NETWORKS), default="vgg16")
     parser.add_argument("--size", type=int, default=224, help="image side (224 for the real weights)")
     parser.add_argument("--batch", type=int, default=4)
@@ -56,7 +64,11 @@ def main(argv=None):
     if weights:
         print(f"{args.model}: ImageNet weights from the Keras cache ({weights})")
     else:
-        why = "not in the Keras cache" if args.size == 224 else f"the real ones need --size 224, not {args.size}"
+        why = (
+            "not in the Keras cache"
+            if args.size == 224
+            else f"the real ones need --size 224, not {args.size}"
+        )
         print(f"{args.model}: random weights (ImageNet weights {why}; nothing is downloaded)")
     keras.utils.set_random_seed(0)
     model = build(weights=weights, input_shape=(args.size, args.size, 3), classifier_activation="softmax")
@@ -65,7 +77,9 @@ def main(argv=None):
         image = keras.utils.img_to_array(keras.utils.load_img(args.image, target_size=(args.size, args.size)))
         images = np.repeat(image[None], args.batch, axis=0)
     else:
-        images = np.random.default_rng(0).uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")
+        images = (
+            np.random.default_rng(0).uniform(0, 255, (args.batch, args.size, args.size, 3)).astype("float32")
+        )
     x = preprocess(images.copy())
 
     start = time.perf_counter()
@@ -80,8 +94,12 @@ def main(argv=None):
     sums = relevance.reshape(len(x), -1).sum(axis=1)
     target = analyzer.explain(x).target
     print(f"layers traced: {len(analyzer.rules)}, build + first batch: {build_seconds:.1f} s")
-    print(f"DTD:      {1000 * dtd_s / len(x):8.1f} ms per image (batch of {len(x)}, median of {args.repeats})")
-    print(f"gradient: {1000 * grad_s / len(x):8.1f} ms per image   ratio DTD / gradient: {dtd_s / grad_s:.2f}x")
+    print(
+        f"DTD:      {1000 * dtd_s / len(x):8.1f} ms per image (batch of {len(x)}, median of {args.repeats})"
+    )
+    print(
+        f"gradient: {1000 * grad_s / len(x):8.1f} ms per image   ratio DTD / gradient: {dtd_s / grad_s:.2f}x"
+    )
     error = np.max(np.abs(sums - target) / np.maximum(target, 1e-12))
     print(f"conservation: max |ΣR - f| / f = {error:.2e}; smallest relevance: {relevance.min():.2e}")
 
@@ -89,7 +107,11 @@ def main(argv=None):
     path = os.path.join(args.out, f"large_cnn_{args.model}.png")
     plot.overlay(relevance[0], images[0] / 255.0, title=f"{args.model}: DTD", save=path)
     print(f"figure: {path}")
-    return {"dtd_ms": 1000 * dtd_s / len(x), "gradient_ms": 1000 * grad_s / len(x), "conservation_error": error}
+    return {
+        "dtd_ms": 1000 * dtd_s / len(x),
+        "gradient_ms": 1000 * grad_s / len(x),
+        "conservation_error": error,
+    }
 
 
 if __name__ == "__main__":

@@ -27,10 +27,12 @@ def detection_pooling_network(inputs, hidden, seed):
     """The network with He-normal weights and biases drawn from [-0.5, 0]."""
     keras.utils.set_random_seed(seed)
     inp = keras.Input((inputs,), dtype="float64")
-    detection = keras.layers.Dense(hidden, activation="relu", kernel_initializer="he_normal", name="detection",
-                                   dtype="float64")
-    pooling = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", trainable=False, name="pooling",
-                                 dtype="float64")
+    detection = keras.layers.Dense(
+        hidden, activation="relu", kernel_initializer="he_normal", name="detection", dtype="float64"
+    )
+    pooling = keras.layers.Dense(
+        1, use_bias=False, kernel_initializer="ones", trainable=False, name="pooling", dtype="float64"
+    )
     model = keras.Model(inp, pooling(detection(inp)))
     w, _ = detection.get_weights()
     detection.set_weights([w, -np.random.default_rng(seed).uniform(0, 0.5, hidden)])
@@ -52,7 +54,9 @@ def by_hand(model, x):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--inputs", type=int, default=6)
     parser.add_argument("--hidden", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -66,16 +70,22 @@ def main(argv=None):
 
     output, hidden, r_hidden, r_w2, r_zplus = by_hand(model, x)
     w2, w2_layers = DTD(model).analyze(x[None], return_layers=True)
-    zplus, zplus_layers = DTD(model, layer_rules={"detection": rules.ZPlus()}).analyze(x[None], return_layers=True)
+    zplus, zplus_layers = DTD(model, layer_rules={"detection": rules.ZPlus()}).analyze(
+        x[None], return_layers=True
+    )
 
     print(f"network: {args.inputs} inputs -> {args.hidden} ReLU detection units (b_j <= 0) -> sum pooling")
     print(f"output x_k = {output:.6f}\n")
     print("layer     neuron   activation   R by hand    R keras_dtd")
     for j in range(args.hidden):
-        print(f"hidden    j={j:<5} {hidden[j]:11.6f}  {r_hidden[j]:11.6f}  {w2_layers['detection'][0, j]:11.6f}")
+        print(
+            f"hidden    j={j:<5} {hidden[j]:11.6f}  {r_hidden[j]:11.6f}  {w2_layers['detection'][0, j]:11.6f}"
+        )
     print("\ninput     neuron   x_i          w² by hand   w² keras_dtd   z⁺ by hand   z⁺ keras_dtd")
     for i in range(args.inputs):
-        print(f"input     i={i:<5} {x[i]:11.6f}  {r_w2[i]:11.6f}  {w2[0, i]:12.6f}   {r_zplus[i]:11.6f}  {zplus[0, i]:11.6f}")
+        print(
+            f"input     i={i:<5} {x[i]:11.6f}  {r_w2[i]:11.6f}  {w2[0, i]:12.6f}   {r_zplus[i]:11.6f}  {zplus[0, i]:11.6f}"
+        )
 
     checks = {
         "w² matches the formula": np.allclose(w2[0], r_w2, rtol=1e-9, atol=1e-12),

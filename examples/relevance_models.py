@@ -39,7 +39,9 @@ def quality(relevance, f):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--fit-epochs", type=int, default=40)
     parser.add_argument("--samples", type=int, default=64, help="test images explained")
@@ -70,18 +72,28 @@ def main(argv=None):
         "Taylor at a root": taylor.relevance,
         "sensitivity": Gradient(model, postprocess="square").analyze(x),
     }
-    fits = {"Min-Max model": min_max.evaluate(x, (0.0, 1.0))["r2"], "training-free model": free.evaluate(x, (0.0, 1.0))["r2"]}
+    fits = {
+        "Min-Max model": min_max.evaluate(x, (0.0, 1.0))["r2"],
+        "training-free model": free.evaluate(x, (0.0, 1.0))["r2"],
+    }
     rows = {}
     print(f"\n| method | R² at '{layer}' | conservation error | negative share | AOPC (MoRF) |")
     print("|---|---|---|---|---|")
     for name, relevance in maps.items():
         error, negative = quality(relevance, f)
         aopc = float(metrics.pixel_flipping(model, x, relevance, patch=2, steps=16).score.mean())
-        rows[name] = {"r2": fits.get(name), "conservation_error": error, "negative_share": negative, "aopc": aopc}
+        rows[name] = {
+            "r2": fits.get(name),
+            "conservation_error": error,
+            "negative_share": negative,
+            "aopc": aopc,
+        }
         r2 = f"{fits[name]:.4f}" if name in fits else "—"
         print(f"| {name} | {r2} | {error:.3g} | {negative:.3g} | {aopc:.3f} |")
-    print(f"\nTaylor: root found for {int(taylor.converged.sum())} of {len(x)} images "
-          f"(median distance ‖x − x̃‖ = {np.median(taylor.distance):.2f}); {len(caught)} warning(s)")
+    print(
+        f"\nTaylor: root found for {int(taylor.converged.sum())} of {len(x)} images "
+        f"(median distance ‖x − x̃‖ = {np.median(taylor.distance):.2f}); {len(caught)} warning(s)"
+    )
 
     os.makedirs(args.out, exist_ok=True)
     shown = np.arange(6)

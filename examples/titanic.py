@@ -28,10 +28,13 @@ def survival_network(features, hidden=5):
     """(evidence model x → f = Σ_j relu(x·w_j + b_j), classifier x → logit a·f + c)."""
     inp = keras.Input((features,), name="passenger")
     h = keras.layers.Dense(hidden, activation="relu", bias_constraint=NonPositive(), name="hidden")(inp)
-    f = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", trainable=False, name="sum_pooling")(h)
+    f = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", trainable=False, name="sum_pooling")(
+        h
+    )
     evidence = keras.Model(inp, f, name="evidence")
-    logit = keras.layers.Dense(1, kernel_initializer="ones", kernel_constraint=keras.constraints.NonNeg(),
-                               name="calibration")(f)
+    logit = keras.layers.Dense(
+        1, kernel_initializer="ones", kernel_constraint=keras.constraints.NonNeg(), name="calibration"
+    )(f)
     return evidence, keras.Model(inp, logit, name="classifier")
 
 
@@ -43,7 +46,9 @@ def describe(x):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--out", default="out")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,8 +61,11 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     evidence, classifier = survival_network(x_train.shape[1])
-    classifier.compile(keras.optimizers.Adam(0.01), keras.losses.BinaryCrossentropy(from_logits=True),
-                       metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
+    classifier.compile(
+        keras.optimizers.Adam(0.01),
+        keras.losses.BinaryCrossentropy(from_logits=True),
+        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)],
+    )
     classifier.fit(x_train, y_train, epochs=args.epochs, batch_size=64, verbose=0)
     accuracy = float(classifier.evaluate(x_test, y_test, verbose=0)[1])
     print(f"test accuracy: {accuracy:.3f} (always predicting 'died': {1 - y_test.mean():.3f})")
@@ -71,7 +79,9 @@ def main(argv=None):
     relevance = analyzer.analyze(x_test[chosen], neuron_selection=0)
     shares = 100 * relevance / np.maximum(relevance.sum(axis=1, keepdims=True), 1e-12)
 
-    print(f"\nrelevance shares (%) of each feature in the survival evidence f ({args.rule} rule at the first layer)")
+    print(
+        f"\nrelevance shares (%) of each feature in the survival evidence f ({args.rule} rule at the first layer)"
+    )
     header = f"{'passenger':32s} {'f':>6s} " + " ".join(f"{n[:10]:>10s}" for n in names)
     print(header)
     for row, k in enumerate(chosen):
@@ -87,7 +97,9 @@ def main(argv=None):
 
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "titanic.png")
-    plot.feature_bars(relevance[0], names, title=f"{describe(x_test[chosen[0]])}: f = {f[chosen[0]]:.2f}", save=path)
+    plot.feature_bars(
+        relevance[0], names, title=f"{describe(x_test[chosen[0]])}: f = {f[chosen[0]]:.2f}", save=path
+    )
     print(f"\nfigure: {path}")
     return {"accuracy": accuracy, "shares": shares, "mean_share": mean_share}
 

@@ -48,7 +48,9 @@ def top_share(relevance, fraction=0.1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 5, 20, 100, 400])
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--out", default="out")
@@ -60,27 +62,39 @@ def main(argv=None):
     samples, labels = x_test[: args.samples], y_test[: args.samples]
     keras.utils.set_random_seed(args.seed)
     model = digit_cnn(x_train.shape[1:])
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
     log_dir = os.path.join(args.out, "training_steps_logs")
-    monitor = RelevanceMonitor(samples, log_dir, targets="true", labels=labels, method="deep_taylor.bounded",
-                               method_kwargs={"low": 0.0, "high": 1.0}, every_n_batches=steps)
+    monitor = RelevanceMonitor(
+        samples,
+        log_dir,
+        targets="true",
+        labels=labels,
+        method="deep_taylor.bounded",
+        method_kwargs={"low": 0.0, "high": 1.0},
+        every_n_batches=steps,
+    )
     accuracy = AccuracyAt(steps, x_test, y_test)
     batch_size = 32
     per_epoch = -(-len(x_train) // batch_size)
     epochs = -(-steps[-1] // per_epoch)
-    print(f"training {epochs} epochs of {per_epoch} batches; maps of {len(samples)} test digits logged after "
-          f"batches {steps} to {log_dir} (TensorBoard)")
-    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[monitor, accuracy])
+    print(
+        f"training {epochs} epochs of {per_epoch} batches; maps of {len(samples)} test digits logged after "
+        f"batches {steps} to {log_dir} (TensorBoard)"
+    )
+    model.fit(
+        x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[monitor, accuracy]
+    )
 
     ink = samples > 0.1
     print("\nsteps   test acc   relevance on ink   top-10% share   conservation error")
     for step in steps:
         r = monitor.history[step]
         on_ink = float((r * ink).sum() / r.sum()) if r.sum() > 0 else float("nan")
-        print(f"{step:5d}   {accuracy.accuracy[step]:8.3f}   {on_ink:16.3f}   {top_share(r):13.3f}   "
-              f"{monitor.scalars[step]['conservation_error']:.2e}")
+        print(
+            f"{step:5d}   {accuracy.accuracy[step]:8.3f}   {on_ink:16.3f}   {top_share(r):13.3f}   "
+            f"{monitor.scalars[step]['conservation_error']:.2e}"
+        )
     print(f"(ink pixels are {ink.mean():.1%} of the image)")
 
     os.makedirs(args.out, exist_ok=True)

@@ -1,7 +1,7 @@
 """keras_dtd: Deep Taylor Decomposition and Layer-wise Relevance Propagation for Keras 3.
 
-    from keras_dtd import DTD
-    R = DTD(model, input_range=(0.0, 1.0)).analyze(x)
+from keras_dtd import DTD
+R = DTD(model, input_range=(0.0, 1.0)).analyze(x)
 """
 
 try:

@@ -89,11 +89,15 @@ class Analyzer:
         self.positive_output = positive_output
         self.batch_size = batch_size
         self._graph = canonize(trace(model), gates)
-        self.rules, non_relu = presets.assign(self._graph, composite, layer_rules) if composite is not None else ((), ())
+        self.rules, non_relu = (
+            presets.assign(self._graph, composite, layer_rules) if composite is not None else ((), ())
+        )
         if self.rules:
             self._graph = presets.mark_rectified(self._graph, self.rules)
         if non_relu and composite.non_relu == "warn":
-            warnings.warn(presets.non_relu_warning(non_relu), presets.NonReLUWarning, stacklevel=_outside_keras_dtd())
+            warnings.warn(
+                presets.non_relu_warning(non_relu), presets.NonReLUWarning, stacklevel=_outside_keras_dtd()
+            )
         self._output_id, self._n_outputs = self._choose_output(output)
         self._input_range = self._check_input_range(input_range)
         if jit_compile == "auto":
@@ -120,10 +124,14 @@ class Analyzer:
         """
         if is_stream(x):
             if return_layers:
-                raise ValueError("return_layers is not available for streams; analyze arrays batch by batch instead.")
+                raise ValueError(
+                    "return_layers is not available for streams; analyze arrays batch by batch instead."
+                )
             return analyze_stream(self, x, neuron_selection, verbose, out)
         if out is not None:
-            raise ValueError("out= is for streams (a tf.data.Dataset or an iterable of batches); arrays are returned.")
+            raise ValueError(
+                "out= is for streams (a tf.data.Dataset or an iterable of batches); arrays are returned."
+            )
         explanation = self.explain(x, neuron_selection, return_layers)
         if return_layers:
             return explanation.relevance, explanation.layers
@@ -143,7 +151,9 @@ class Analyzer:
             batch = [_pad(a[start:stop], pad, 0) for a in inputs]
             result = function(batch, _pad(indices[start:stop], pad, -1))
             parts.append(tf.nest.map_structure(lambda t, m=stop - start: t.numpy()[:m], result))
-        relevance, score, target, layers, balance = tf.nest.map_structure(lambda *ts: np.concatenate(ts), *parts)
+        relevance, score, target, layers, balance = tf.nest.map_structure(
+            lambda *ts: np.concatenate(ts), *parts
+        )
         if self.positive_output:
             self._warn_non_positive(score)
         relevance = relevance[0] if len(relevance) == 1 else list(relevance)
@@ -217,7 +227,10 @@ class Analyzer:
         for node in graph.nodes:
             if not L.passes_domain(node) or not any(i in domains for i in node.inputs):
                 continue
-            known = [domains.get(i) or _hidden_domain(values[i], self._input_range is not None) for i in node.inputs]
+            known = [
+                domains.get(i) or _hidden_domain(values[i], self._input_range is not None)
+                for i in node.inputs
+            ]
             domains.update(zip(node.outputs, _propagate(known, node)))
         return domains
 
@@ -253,14 +266,20 @@ class Analyzer:
             if keep_layers:
                 passed = [_per_sample_sum(tf.cast(r, top.dtype)) for r in r_in if r is not None]
                 balance[node.path] = tf.stack(
-                    [tf.add_n([_per_sample_sum(r) for r in r_out]), tf.add_n(passed) if passed else tf.zeros_like(score)],
+                    [
+                        tf.add_n([_per_sample_sum(r) for r in r_out]),
+                        tf.add_n(passed) if passed else tf.zeros_like(score),
+                    ],
                     axis=-1,
                 )
             for i, r in zip(node.inputs, r_in):
                 if r is not None:
                     relevance[i] = relevance[i] + r if i in relevance else r
 
-        result = [relevance[i] if i in relevance else tf.zeros(tf.shape(x), top.dtype) for i, x in zip(graph.inputs, inputs)]
+        result = [
+            relevance[i] if i in relevance else tf.zeros(tf.shape(x), top.dtype)
+            for i, x in zip(graph.inputs, inputs)
+        ]
         layers = {}
         if keep_layers:
             for node in graph.nodes:
@@ -299,10 +318,14 @@ class Analyzer:
         elif isinstance(output, int) and 0 <= output < len(graph.outputs):
             k = output
         else:
-            raise ValueError(f"output must be an index below {len(graph.outputs)} or one of {names}, got {output!r}.")
+            raise ValueError(
+                f"output must be an index below {len(graph.outputs)} or one of {names}, got {output!r}."
+            )
         shape = graph.output_shapes[k][1:]
         if any(d is None for d in shape):
-            raise ValueError(f"Output {names[k]} has unknown dimensions {shape}; neuron selection needs a fixed size.")
+            raise ValueError(
+                f"Output {names[k]} has unknown dimensions {shape}; neuron selection needs a fixed size."
+            )
         return graph.outputs[k], math.prod(shape)
 
     def _check_input_range(self, input_range):
@@ -337,7 +360,9 @@ class Analyzer:
         n_inputs = len(graph.inputs)
         if n_inputs > 1:
             if not isinstance(x, (list, tuple)) or len(x) != n_inputs:
-                raise ValueError(f"Model '{self.model.name}' has {n_inputs} inputs; pass a list of {n_inputs} arrays.")
+                raise ValueError(
+                    f"Model '{self.model.name}' has {n_inputs} inputs; pass a list of {n_inputs} arrays."
+                )
             xs = list(x)
         else:
             xs = [x]
@@ -349,7 +374,9 @@ class Analyzer:
                 raise TypeError(f"{name} has dtype {a.dtype}; expected a numeric (float or int) array.")
             if a.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape[1:], a.shape[1:])):
                 hint = " Add a batch axis, e.g. x[None]." if a.shape == tuple(shape[1:]) else ""
-                raise ValueError(f"{name} has shape {a.shape}; the model expects (batch, ...) = {shape}.{hint}")
+                raise ValueError(
+                    f"{name} has shape {a.shape}; the model expects (batch, ...) = {shape}.{hint}"
+                )
             if a.shape[0] == 0:
                 raise ValueError(f"{name} is an empty batch (shape {a.shape}); pass at least one sample.")
             a = a.astype(dtype, copy=False)
@@ -373,14 +400,20 @@ class Analyzer:
         if isinstance(selection, str):
             if selection in ("max_activation", "all"):
                 return np.full(n, -1, np.int32), selection == "all"
-            raise ValueError(f"neuron_selection must be 'max_activation', 'all', an int or one int per sample; got '{selection}'.")
+            raise ValueError(
+                f"neuron_selection must be 'max_activation', 'all', an int or one int per sample; got '{selection}'."
+            )
         a = np.asarray(selection)
         if a.dtype == bool or a.dtype.kind not in "iu" or a.ndim > 1:
-            raise ValueError(f"neuron_selection must be 'max_activation', 'all', an int or one int per sample; got {selection!r}.")
+            raise ValueError(
+                f"neuron_selection must be 'max_activation', 'all', an int or one int per sample; got {selection!r}."
+            )
         if a.ndim == 1 and a.shape[0] != n:
             raise ValueError(f"neuron_selection has {a.shape[0]} indices for {n} samples.")
         if np.any(a < 0) or np.any(a >= self._n_outputs):
-            raise ValueError(f"neuron_selection {selection!r} is out of range: the output has {self._n_outputs} neurons (0..{self._n_outputs - 1}).")
+            raise ValueError(
+                f"neuron_selection {selection!r} is out of range: the output has {self._n_outputs} neurons (0..{self._n_outputs - 1})."
+            )
         return np.broadcast_to(a, (n,)).astype(np.int32), False
 
     def _warn_non_positive(self, selected):
@@ -406,7 +439,9 @@ def _outside_keras_dtd():
 def _vjp(tape, inputs, outputs):
     def vjp(cotangents):
         if tape is None:
-            raise RuntimeError("A rule with uses_vjp = False called call.vjp; set uses_vjp = True on its class.")
+            raise RuntimeError(
+                "A rule with uses_vjp = False called call.vjp; set uses_vjp = True on its class."
+            )
         return tape.gradient(outputs, inputs, output_gradients=cotangents)
 
     return vjp
@@ -441,13 +476,18 @@ def _propagate(domains, node):
         supports = _moved(node, [d.support for d in domains])
         hidden = [None] * len(supports)
         if any(d.hidden is not None for d in domains):
-            hidden = _moved(node, [tf.zeros_like(d.support) if d.hidden is None else d.hidden for d in domains])
+            hidden = _moved(
+                node, [tf.zeros_like(d.support) if d.hidden is None else d.hidden for d in domains]
+            )
             supports = [s * (1 - h) for s, h in zip(supports, hidden)]
     if any(d.low is None for d in domains):
         return [R.Domain(s, hidden=h) for s, h in zip(supports, hidden)]
     lows = node.forward([d.low for d in domains])
     highs = node.forward([d.high for d in domains])
-    return [R.Domain(s, tf.minimum(lo, hi), tf.maximum(lo, hi), h) for s, lo, hi, h in zip(supports, lows, highs, hidden)]
+    return [
+        R.Domain(s, tf.minimum(lo, hi), tf.maximum(lo, hi), h)
+        for s, lo, hi, h in zip(supports, lows, highs, hidden)
+    ]
 
 
 def _per_sample_sum(t):

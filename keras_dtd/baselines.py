@@ -128,7 +128,9 @@ class SmoothGrad(Gradient):
                      for j, x in enumerate(inputs)]  # fmt: skip
             return k + 1, [a + g for a, g in zip(totals, self._gradients(noisy, mask))]
 
-        _, totals = tf.while_loop(lambda k, _: k < self.augment_by_n, body, (0, [tf.zeros_like(x) for x in inputs]))
+        _, totals = tf.while_loop(
+            lambda k, _: k < self.augment_by_n, body, (0, [tf.zeros_like(x) for x in inputs])
+        )
         return [a / self.augment_by_n for a in totals], score, target, {}, {}
 
 

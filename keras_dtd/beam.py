@@ -63,11 +63,19 @@ def saved_model_dir(export_dir: str) -> str:
 def input_spec(loaded) -> tuple[str, tuple, tf.DType]:
     """(name, sample shape, dtype) of the one model input of a keras_dtd export."""
     if "explain" not in loaded.signatures or "serving_default" not in loaded.signatures:
-        raise ValueError("The SavedModel has no 'explain' and 'serving_default' signatures; write it with keras_dtd.export.")
-    specs = {k: v for k, v in loaded.signatures["explain"].structured_input_signature[1].items() if k != "class_index"}
+        raise ValueError(
+            "The SavedModel has no 'explain' and 'serving_default' signatures; write it with keras_dtd.export."
+        )
+    specs = {
+        k: v
+        for k, v in loaded.signatures["explain"].structured_input_signature[1].items()
+        if k != "class_index"
+    }
     if len(specs) != 1:
-        raise ValueError(f"The Beam pipeline explains models with one input; this export has {len(specs)}: {sorted(specs)}.")
-    (name, spec), = specs.items()
+        raise ValueError(
+            f"The Beam pipeline explains models with one input; this export has {len(specs)}: {sorted(specs)}."
+        )
+    ((name, spec),) = specs.items()
     return name, tuple(spec.shape[1:]), spec.dtype
 
 
@@ -82,7 +90,9 @@ class ExplanationModelHandler(ModelHandler):
 
     def __init__(self, export_dir: str, class_index: int | None = None, **batching):
         super().__init__(**batching)
-        if class_index is not None and (isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) or class_index < 0):
+        if class_index is not None and (
+            isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)) or class_index < 0
+        ):
             raise ValueError(f"class_index must be None or a non-negative int, got {class_index!r}.")
         self._export_dir = export_dir
         self._class_index = class_index
@@ -103,7 +113,9 @@ class ExplanationModelHandler(ModelHandler):
             out = model.signatures["explain"](**{name: x, "class_index": tf.constant(classes)})
         relevance, score, target = out["relevance"].numpy(), out["score"].numpy(), out["target"].numpy()
         return [
-            PredictionResult(example, {"relevance": r, "class_index": int(c), "score": float(s), "target": float(t)})
+            PredictionResult(
+                example, {"relevance": r, "class_index": int(c), "score": float(s), "target": float(t)}
+            )
             for example, r, c, s, t in zip(batch, relevance, classes, score, target)
         ]
 
@@ -124,11 +136,18 @@ def read_samples(readable_file, shape, dtype, feature="x"):
         if _fits(batch.shape, shape):
             batch = batch[None]
         if not _fits(batch.shape[1:], shape):
-            raise ValueError(f"{path}: an array of shape {batch.shape}; the exported model takes (n,) + {shape}.")
+            raise ValueError(
+                f"{path}: an array of shape {batch.shape}; the exported model takes (n,) + {shape}."
+            )
     elif suffix in TFRECORD_SUFFIXES:
-        batch = [_example_values(record.numpy(), feature, shape, path, k) for k, record in enumerate(tf.data.TFRecordDataset(path))]
+        batch = [
+            _example_values(record.numpy(), feature, shape, path, k)
+            for k, record in enumerate(tf.data.TFRecordDataset(path))
+        ]
     else:
-        raise ValueError(f"{path}: unknown input type '{suffix}'; give .npy batches or TFRecord files ({', '.join(TFRECORD_SUFFIXES)}).")
+        raise ValueError(
+            f"{path}: unknown input type '{suffix}'; give .npy batches or TFRecord files ({', '.join(TFRECORD_SUFFIXES)})."
+        )
     if len(batch) == 0:
         raise ValueError(f"{path} holds no samples.")
     for k, sample in enumerate(batch):
@@ -140,11 +159,15 @@ def read_samples(readable_file, shape, dtype, feature="x"):
 def _example_values(record, feature, shape, path, k):
     example = tf.train.Example.FromString(record)
     if feature not in example.features.feature:
-        raise ValueError(f"{path}: record {k} has no feature '{feature}' (it has {sorted(example.features.feature)}); pass feature=... / --feature.")
+        raise ValueError(
+            f"{path}: record {k} has no feature '{feature}' (it has {sorted(example.features.feature)}); pass feature=... / --feature."
+        )
     values = example.features.feature[feature]
     data = np.asarray(values.float_list.value if values.HasField("float_list") else values.int64_list.value)
     if None in shape or data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: record {k}'s feature '{feature}' has {data.size} values; the exported model takes a sample of shape {shape}.")
+        raise ValueError(
+            f"{path}: record {k}'s feature '{feature}' has {data.size} values; the exported model takes a sample of shape {shape}."
+        )
     return data.reshape(shape)
 
 
@@ -176,7 +199,9 @@ class ExplainFiles(beam.PTransform):
         self._export_dir, self._pattern, self._output_dir = export_dir, input_pattern, output_dir
         self._feature = feature
         _, self._shape, self._dtype = input_spec(tf.saved_model.load(saved_model_dir(export_dir)))
-        self._handler = KeyedModelHandler(ExplanationModelHandler(export_dir, class_index, max_batch_size=batch_size))
+        self._handler = KeyedModelHandler(
+            ExplanationModelHandler(export_dir, class_index, max_batch_size=batch_size)
+        )
         _check_inputs(input_pattern)
 
     def expand(self, pipeline):
@@ -206,15 +231,21 @@ def _check_inputs(pattern):
     for path in paths:
         base = os.path.splitext(os.path.basename(path))[0]
         if base in bases:
-            raise ValueError(f"'{bases[base]}' and '{path}' share the base name '{base}': their maps would overwrite each other.")
+            raise ValueError(
+                f"'{bases[base]}' and '{path}' share the base name '{base}': their maps would overwrite each other."
+            )
         bases[base] = path
 
 
-def explain_dataset(export_dir, input_pattern, output_dir, class_index=None, batch_size=32, feature="x", pipeline_args=None):
+def explain_dataset(
+    export_dir, input_pattern, output_dir, class_index=None, batch_size=32, feature="x", pipeline_args=None
+):
     """Run :class:`ExplainFiles` as a pipeline and wait for it. ``pipeline_args``: Beam's
     command-line options (e.g. ``["--runner", "DataflowRunner", "--project", ...]``) or a
     ``PipelineOptions``; default: the DirectRunner. Returns Beam's pipeline result."""
-    options = pipeline_args if isinstance(pipeline_args, PipelineOptions) else PipelineOptions(pipeline_args or [])
+    options = (
+        pipeline_args if isinstance(pipeline_args, PipelineOptions) else PipelineOptions(pipeline_args or [])
+    )
     if not FileSystems.exists(output_dir):
         FileSystems.mkdirs(output_dir)
     pipeline = beam.Pipeline(options=options)

@@ -86,7 +86,9 @@ class RelevanceMonitor(keras.callbacks.Callback):
         self.method = method
         self.method_kwargs = dict(method_kwargs or {})
         self.every_n_epochs = every_n_epochs
-        self.every_n_batches = every_n_batches if isinstance(every_n_batches, (int, type(None))) else set(every_n_batches)
+        self.every_n_batches = (
+            every_n_batches if isinstance(every_n_batches, (int, type(None))) else set(every_n_batches)
+        )
         self.save_png = save_png
         self.cmap = cmap
         self.keep_history = keep_history
@@ -107,7 +109,9 @@ class RelevanceMonitor(keras.callbacks.Callback):
                 labels = np.asarray(self.labels)
                 labels = labels.argmax(axis=-1) if labels.ndim == 2 else labels
                 return labels[: _count(self.x)].astype(np.int32)
-            raise ValueError(f"targets must be 'predicted', 'true', an int or one int per sample; got '{targets}'.")
+            raise ValueError(
+                f"targets must be 'predicted', 'true', an int or one int per sample; got '{targets}'."
+            )
         return targets
 
     # ------------------------------------------------------------ callbacks

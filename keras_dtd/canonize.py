@@ -24,9 +24,19 @@ import itertools
 from keras_dtd import layers as L
 from keras_dtd.graph import Graph, Node
 
-_FOLDING_KERNELS = (L.KL.Dense, L.KL.Conv1D, L.KL.Conv2D, L.KL.Conv3D, L.KL.DepthwiseConv1D, L.KL.DepthwiseConv2D,
-                    L.KL.Conv1DTranspose, L.KL.Conv2DTranspose, L.KL.Conv3DTranspose, L.KL.SeparableConv1D,
-                    L.KL.SeparableConv2D)
+_FOLDING_KERNELS = (
+    L.KL.Dense,
+    L.KL.Conv1D,
+    L.KL.Conv2D,
+    L.KL.Conv3D,
+    L.KL.DepthwiseConv1D,
+    L.KL.DepthwiseConv2D,
+    L.KL.Conv1DTranspose,
+    L.KL.Conv2DTranspose,
+    L.KL.Conv3DTranspose,
+    L.KL.SeparableConv1D,
+    L.KL.SeparableConv2D,
+)
 
 
 def canonize(graph: Graph, gates=None) -> Graph:
@@ -72,7 +82,9 @@ def _attach_ops(graph: Graph, nodes: list[Node], folded: dict[int, Node]) -> lis
         if id(node) in folded_ids:
             continue
         kind = node.kind
-        activation = L.activation_name(node.layer) if kind in ("kernel", "separable", "elementwise") else "linear"
+        activation = (
+            L.activation_name(node.layer) if kind in ("kernel", "separable", "elementwise") else "linear"
+        )
         outputs = folded[k].outputs if k in folded else node.outputs
         if set(outputs) & model_outputs and activation in L.OUTPUT_ACTIVATIONS:
             activation = "linear"
@@ -83,9 +95,19 @@ def _attach_ops(graph: Graph, nodes: list[Node], folded: dict[int, Node]) -> lis
         if kind == "separable":
             depthwise, pointwise = L.separable_ops(node.layer, batch_norm)
             middle = (next(fresh_ids),)
-            result.append(dataclasses.replace(node, outputs=middle, path=node.path + "/depthwise", kind="kernel",
-                                              op=depthwise, activation="linear"))
-            result.append(dataclasses.replace(node, inputs=middle, input_shapes=(), kind="kernel", op=pointwise))
+            result.append(
+                dataclasses.replace(
+                    node,
+                    outputs=middle,
+                    path=node.path + "/depthwise",
+                    kind="kernel",
+                    op=depthwise,
+                    activation="linear",
+                )
+            )
+            result.append(
+                dataclasses.replace(node, inputs=middle, input_shapes=(), kind="kernel", op=pointwise)
+            )
         else:
             result.append(dataclasses.replace(node, op=L.linear_op(node, batch_norm)))
     return result
@@ -103,7 +125,11 @@ def _choose_signals(nodes: list[Node], gates: dict) -> list[Node]:
         while node is not None:
             if node.activation in L.GATE_ACTIVATIONS:
                 return True
-            if node.activation != "linear" or node.kind not in ("elementwise", "structural") or len(node.inputs) != 1:
+            if (
+                node.activation != "linear"
+                or node.kind not in ("elementwise", "structural")
+                or len(node.inputs) != 1
+            ):
                 return False
             node = producer.get(node.inputs[0])
         return False
@@ -113,8 +139,10 @@ def _choose_signals(nodes: list[Node], gates: dict) -> list[Node]:
         if node.kind == "gate":
             named = gates.get(node.path, gates.get(node.layer.name))
             if named is not None:
-                flags = [producer.get(i) is not None and named in (producer[i].path, producer[i].layer.name)
-                         for i in node.inputs]
+                flags = [
+                    producer.get(i) is not None and named in (producer[i].path, producer[i].layer.name)
+                    for i in node.inputs
+                ]
                 if sum(flags) != 1 or len(node.inputs) != 2:
                     raise ValueError(f"gates: '{named}' is not one of the two inputs of '{node.path}'.")
             else:
@@ -145,7 +173,14 @@ def _mark_nonnegative_inputs(nodes: list[Node]) -> list[Node]:
             out = False
         for i in node.outputs:
             nonnegative[i] = out
-        rectified = out or all(c.kind == "elementwise" and c.activation in L.RECTIFIERS
-                               for i in node.outputs for c in consumers[i]) and bool(consumers[node.outputs[0]])
+        rectified = (
+            out
+            or all(
+                c.kind == "elementwise" and c.activation in L.RECTIFIERS
+                for i in node.outputs
+                for c in consumers[i]
+            )
+            and bool(consumers[node.outputs[0]])
+        )
         marked.append(dataclasses.replace(node, nonnegative_inputs=flags, rectified=rectified))
     return marked

@@ -52,7 +52,9 @@ def _parser():
     explain.add_argument("model", help="a saved Keras model (.keras)")
     explain.add_argument("input", help="inputs: a .npy array (one sample or a batch) or an image file")
     _method_arguments(explain)
-    explain.add_argument("--neuron", type=int, default=None, help="output neuron to explain (default: top class)")
+    explain.add_argument(
+        "--neuron", type=int, default=None, help="output neuron to explain (default: top class)"
+    )
     explain.add_argument("--out", default="heatmap.png", help="figure to write (default: heatmap.png)")
     explain.add_argument("--save-npy", default=None, help="also save the relevance array here")
     explain.add_argument("--raw-pixels", action="store_true", help="do not divide image pixels by 255")
@@ -67,17 +69,29 @@ def _parser():
     export.set_defaults(run=_export)
 
     dataset = commands.add_parser(
-        "explain-dataset", help="explain .npy / TFRecord files with Apache Beam (any runner)",
+        "explain-dataset",
+        help="explain .npy / TFRecord files with Apache Beam (any runner)",
         description="Explain every sample in the files matching INPUT_PATTERN with the SavedModel in EXPORT_DIR "
-                    "(written by `keras-dtd export`), on Apache Beam. Writes OUTPUT_DIR/<base name>.npy per input "
-                    "file and OUTPUT_DIR/summary.csv. Options not listed here are Beam's pipeline options "
-                    "(--runner DirectRunner | DataflowRunner | FlinkRunner | SparkRunner, and each runner's own).")
-    dataset.add_argument("export_dir", help="a keras_dtd export: a SavedModel directory or its versions' parent")
-    dataset.add_argument("input_pattern", help="input files: .npy batches or TFRecords of tf.train.Example (quote globs)")
+        "(written by `keras-dtd export`), on Apache Beam. Writes OUTPUT_DIR/<base name>.npy per input "
+        "file and OUTPUT_DIR/summary.csv. Options not listed here are Beam's pipeline options "
+        "(--runner DirectRunner | DataflowRunner | FlinkRunner | SparkRunner, and each runner's own).",
+    )
+    dataset.add_argument(
+        "export_dir", help="a keras_dtd export: a SavedModel directory or its versions' parent"
+    )
+    dataset.add_argument(
+        "input_pattern", help="input files: .npy batches or TFRecords of tf.train.Example (quote globs)"
+    )
     dataset.add_argument("output_dir", help="where the maps and summary.csv go (local, gs://, s3://, ...)")
-    dataset.add_argument("--class-index", type=int, default=None, help="output to explain (default: each sample's top class)")
-    dataset.add_argument("--batch-size", type=int, default=32, help="largest batch per model call (default: 32)")
-    dataset.add_argument("--feature", default="x", help="TFRecord inputs: the Example feature holding a sample (default: x)")
+    dataset.add_argument(
+        "--class-index", type=int, default=None, help="output to explain (default: each sample's top class)"
+    )
+    dataset.add_argument(
+        "--batch-size", type=int, default=32, help="largest batch per model call (default: 32)"
+    )
+    dataset.add_argument(
+        "--feature", default="x", help="TFRecord inputs: the Example feature holding a sample (default: x)"
+    )
     dataset.set_defaults(run=_explain_dataset)
 
     demo = commands.add_parser("demo", help="train on bundled digits, explain, write figures (offline)")
@@ -90,11 +104,20 @@ def _parser():
 
 
 def _method_arguments(parser):
-    parser.add_argument("--method", choices=METHODS, default="dtd",
-                        help="dtd (Deep Taylor: z^B first layer with --input-range, else w²), "
-                             "an LRP variant, or gradient (default: dtd)")
-    parser.add_argument("--input-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                        help="bounds of the input values for dtd, e.g. 0 1 for scaled pixels")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="dtd",
+        help="dtd (Deep Taylor: z^B first layer with --input-range, else w²), "
+        "an LRP variant, or gradient (default: dtd)",
+    )
+    parser.add_argument(
+        "--input-range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="bounds of the input values for dtd, e.g. 0 1 for scaled pixels",
+    )
 
 
 def _analyzer(args, model):
@@ -127,7 +150,9 @@ def _load_input(path, model, raw_pixels):
         import keras
 
         grayscale = shape[-1] == 1
-        image = keras.utils.load_img(path, color_mode="grayscale" if grayscale else "rgb", target_size=shape[:2])
+        image = keras.utils.load_img(
+            path, color_mode="grayscale" if grayscale else "rgb", target_size=shape[:2]
+        )
         x = keras.utils.img_to_array(image)
         if not raw_pixels:
             x = x / 255.0
@@ -175,8 +200,15 @@ def _export(args):
 def _explain_dataset(args):
     from keras_dtd.beam import explain_dataset
 
-    explain_dataset(args.export_dir, args.input_pattern, args.output_dir, class_index=args.class_index,
-                    batch_size=args.batch_size, feature=args.feature, pipeline_args=args.pipeline_args)
+    explain_dataset(
+        args.export_dir,
+        args.input_pattern,
+        args.output_dir,
+        class_index=args.class_index,
+        batch_size=args.batch_size,
+        feature=args.feature,
+        pipeline_args=args.pipeline_args,
+    )
     print(f"relevance maps and summary.csv written to {args.output_dir}")
     return 0
 

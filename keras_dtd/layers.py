@@ -30,24 +30,78 @@ from keras_dtd.graph import APPLICATION_LAYERS, constant_arguments, operation_na
 KL = keras.layers
 
 _LAYER_KINDS = {
-    "kernel": (KL.Dense, KL.Conv1D, KL.Conv2D, KL.Conv3D, KL.DepthwiseConv1D, KL.DepthwiseConv2D,
-               KL.Conv1DTranspose, KL.Conv2DTranspose, KL.Conv3DTranspose, KL.LayerNormalization),
+    "kernel": (
+        KL.Dense,
+        KL.Conv1D,
+        KL.Conv2D,
+        KL.Conv3D,
+        KL.DepthwiseConv1D,
+        KL.DepthwiseConv2D,
+        KL.Conv1DTranspose,
+        KL.Conv2DTranspose,
+        KL.Conv3DTranspose,
+        KL.LayerNormalization,
+    ),
     "separable": (KL.SeparableConv1D, KL.SeparableConv2D),
-    "pool": (KL.AveragePooling1D, KL.AveragePooling2D, KL.AveragePooling3D,
-             KL.GlobalAveragePooling1D, KL.GlobalAveragePooling2D, KL.GlobalAveragePooling3D),
+    "pool": (
+        KL.AveragePooling1D,
+        KL.AveragePooling2D,
+        KL.AveragePooling3D,
+        KL.GlobalAveragePooling1D,
+        KL.GlobalAveragePooling2D,
+        KL.GlobalAveragePooling3D,
+    ),
     "add": (KL.Add, KL.Average, KL.Subtract, APPLICATION_LAYERS["CustomScaleLayer"]),
     "batch_norm": (KL.BatchNormalization,),
-    "max_pool": (KL.MaxPooling1D, KL.MaxPooling2D, KL.MaxPooling3D, KL.GlobalMaxPooling1D,
-                 KL.GlobalMaxPooling2D, KL.GlobalMaxPooling3D, KL.Maximum, KL.Minimum),
+    "max_pool": (
+        KL.MaxPooling1D,
+        KL.MaxPooling2D,
+        KL.MaxPooling3D,
+        KL.GlobalMaxPooling1D,
+        KL.GlobalMaxPooling2D,
+        KL.GlobalMaxPooling3D,
+        KL.Maximum,
+        KL.Minimum,
+    ),
     "gate": (KL.Multiply,),
     "embedding": (KL.Embedding,),
-    "structural": (KL.Flatten, KL.Reshape, KL.Permute, KL.Concatenate, KL.RepeatVector,
-                   KL.ZeroPadding1D, KL.ZeroPadding2D, KL.ZeroPadding3D, KL.Cropping1D, KL.Cropping2D,
-                   KL.Cropping3D, KL.UpSampling1D, KL.UpSampling2D, KL.UpSampling3D),
-    "elementwise": (KL.InputLayer, KL.Dropout, KL.SpatialDropout1D, KL.SpatialDropout2D, KL.SpatialDropout3D,
-                    KL.AlphaDropout, KL.GaussianNoise, KL.GaussianDropout, KL.Identity, KL.Rescaling,
-                    KL.Normalization, KL.ReLU, KL.LeakyReLU, KL.PReLU, KL.ELU, KL.Activation, KL.Softmax,
-                    APPLICATION_LAYERS["LayerScale"], APPLICATION_LAYERS["StochasticDepth"]),
+    "structural": (
+        KL.Flatten,
+        KL.Reshape,
+        KL.Permute,
+        KL.Concatenate,
+        KL.RepeatVector,
+        KL.ZeroPadding1D,
+        KL.ZeroPadding2D,
+        KL.ZeroPadding3D,
+        KL.Cropping1D,
+        KL.Cropping2D,
+        KL.Cropping3D,
+        KL.UpSampling1D,
+        KL.UpSampling2D,
+        KL.UpSampling3D,
+    ),
+    "elementwise": (
+        KL.InputLayer,
+        KL.Dropout,
+        KL.SpatialDropout1D,
+        KL.SpatialDropout2D,
+        KL.SpatialDropout3D,
+        KL.AlphaDropout,
+        KL.GaussianNoise,
+        KL.GaussianDropout,
+        KL.Identity,
+        KL.Rescaling,
+        KL.Normalization,
+        KL.ReLU,
+        KL.LeakyReLU,
+        KL.PReLU,
+        KL.ELU,
+        KL.Activation,
+        KL.Softmax,
+        APPLICATION_LAYERS["LayerScale"],
+        APPLICATION_LAYERS["StochasticDepth"],
+    ),
 }
 _KIND_OF_CLASS = {cls: kind for kind, classes in _LAYER_KINDS.items() for cls in classes}
 
@@ -68,32 +122,98 @@ _OPERATION_KINDS = {
     "max": ("max_pool", None),
     "concatenate": (None, "structural"),
     "stack": (None, "structural"),
-    **{name: ("structural", None) for name in (
-        "reshape", "transpose", "expand_dims", "squeeze", "flatten", "get_item", "moveaxis",
-        "swapaxes", "repeat", "tile", "broadcast_to", "pad", "cast")},
+    **{
+        name: ("structural", None)
+        for name in (
+            "reshape",
+            "transpose",
+            "expand_dims",
+            "squeeze",
+            "flatten",
+            "get_item",
+            "moveaxis",
+            "swapaxes",
+            "repeat",
+            "tile",
+            "broadcast_to",
+            "pad",
+            "cast",
+        )
+    },
 }
 
 # Elementwise activations: relevance passes through them (exact DTD only for relu/linear).
-ELEMENTWISE_ACTIVATIONS = frozenset({
-    "linear", "relu", "relu6", "bounded_relu", "leaky_relu", "thresholded_relu", "prelu", "elu", "selu",
-    "celu", "gelu", "silu", "swish", "hard_silu", "hard_swish", "hard_sigmoid", "sigmoid", "tanh",
-    "softplus", "softsign", "mish", "log_sigmoid", "exponential", "exp", "hard_tanh", "squareplus",
-    "sparse_plus", "sparse_sigmoid", "tanh_shrink", "soft_shrink", "hard_shrink", "threshold",
-})
+ELEMENTWISE_ACTIVATIONS = frozenset(
+    {
+        "linear",
+        "relu",
+        "relu6",
+        "bounded_relu",
+        "leaky_relu",
+        "thresholded_relu",
+        "prelu",
+        "elu",
+        "selu",
+        "celu",
+        "gelu",
+        "silu",
+        "swish",
+        "hard_silu",
+        "hard_swish",
+        "hard_sigmoid",
+        "sigmoid",
+        "tanh",
+        "softplus",
+        "softsign",
+        "mish",
+        "log_sigmoid",
+        "exponential",
+        "exp",
+        "hard_tanh",
+        "squareplus",
+        "sparse_plus",
+        "sparse_sigmoid",
+        "tanh_shrink",
+        "soft_shrink",
+        "hard_shrink",
+        "threshold",
+    }
+)
 # The activations of ReLU networks, for which the DTD rules are derived.
 RELU_ACTIVATIONS = ("relu", "linear")
 # Activations stripped when they end the model: DTD explains the pre-activation score.
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 # Activations whose output is >= 0 (z⁺ can then skip its x⁻ term).
-NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "bounded_relu", "sigmoid", "hard_sigmoid", "softplus",
-                                     "exponential", "exp", "sparse_sigmoid", "squareplus"})
+NONNEGATIVE_ACTIVATIONS = frozenset(
+    {
+        "relu",
+        "relu6",
+        "bounded_relu",
+        "sigmoid",
+        "hard_sigmoid",
+        "softplus",
+        "exponential",
+        "exp",
+        "sparse_sigmoid",
+        "squareplus",
+    }
+)
 # Activations that zero every negative input.
 RECTIFIERS = frozenset({"relu", "relu6", "bounded_relu"})
 # Activations that make a Multiply input a gate (values in [0, c]).
 GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6", "bounded_relu", "sparse_sigmoid"})
 # Elementwise layers after which values keep their sign (given the activation is linear).
-_SIGN_KEEPING = (KL.InputLayer, KL.Dropout, KL.SpatialDropout1D, KL.SpatialDropout2D, KL.SpatialDropout3D,
-                 KL.GaussianDropout, KL.Identity, KL.Activation, APPLICATION_LAYERS["StochasticDepth"])
+_SIGN_KEEPING = (
+    KL.InputLayer,
+    KL.Dropout,
+    KL.SpatialDropout1D,
+    KL.SpatialDropout2D,
+    KL.SpatialDropout3D,
+    KL.GaussianDropout,
+    KL.Identity,
+    KL.Activation,
+    APPLICATION_LAYERS["StochasticDepth"],
+)
 
 
 def kind_of(layer, n_tensor_inputs=1) -> str | None:
@@ -190,8 +310,15 @@ def separable_ops(layer, batch_norm=None) -> tuple[LinearOp, LinearOp]:
     """A SeparableConv as (depthwise map, pointwise 1×1 convolution with the bias)."""
     ones = (1,) * len(layer.strides)
     depthwise = DepthwiseOp(layer, layer.depthwise_kernel, None)
-    pointwise = ConvOp(layer, layer.pointwise_kernel, layer.bias, batch_norm, strides=ones, padding="valid",
-                       dilation_rate=ones)
+    pointwise = ConvOp(
+        layer,
+        layer.pointwise_kernel,
+        layer.bias,
+        batch_norm,
+        strides=ones,
+        padding="valid",
+        dilation_rate=ones,
+    )
     return depthwise, pointwise
 
 
@@ -410,8 +537,9 @@ class TransposeOp(KernelOp):
         return kernel * scale[:, None]
 
     def _map(self, x, kernel):
-        return keras.ops.conv_transpose(x, kernel, output_padding=self.layer.output_padding,
-                                        data_format="channels_last", **self.conv_args)
+        return keras.ops.conv_transpose(
+            x, kernel, output_padding=self.layer.output_padding, data_format="channels_last", **self.conv_args
+        )
 
 
 class LayerNormOp(LinearOp):
@@ -479,7 +607,9 @@ class MatmulOp(LinearOp):
         return -1, -2, None
 
     def apply(self, inputs, kernel):
-        return tf.linalg.matmul(inputs[0], kernel) if inputs[0].shape.rank > 2 else tf.matmul(inputs[0], kernel)
+        return (
+            tf.linalg.matmul(inputs[0], kernel) if inputs[0].shape.rank > 2 else tf.matmul(inputs[0], kernel)
+        )
 
 
 class BatchNormOp(LinearOp):

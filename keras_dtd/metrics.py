@@ -62,7 +62,9 @@ def _patch_ranks(relevance, patch, order, seed):
     else:
         keys = np.random.default_rng(seed).random(sums.shape)
     ranks = np.empty_like(sums, dtype=np.int32)
-    np.put_along_axis(ranks, np.argsort(keys, axis=1, kind="stable"), np.arange(sums.shape[1], dtype=np.int32)[None], 1)
+    np.put_along_axis(
+        ranks, np.argsort(keys, axis=1, kind="stable"), np.arange(sums.shape[1], dtype=np.int32)[None], 1
+    )
     ranks = ranks.reshape((n,) + grid)
     for axis in range(1, len(grid) + 1):
         ranks = np.repeat(ranks, patch, axis=axis)
@@ -83,7 +85,9 @@ def _replacement(x, perturbation, baseline, seed):
     spatial = x.ndim - 2 if x.ndim >= 3 else 1  # blur: 3-wide box over each position axis
     blurred = x.astype(np.float64)
     for axis in range(1, 1 + spatial):
-        padded = np.concatenate([np.take(blurred, [0], axis), blurred, np.take(blurred, [-1], axis)], axis=axis)
+        padded = np.concatenate(
+            [np.take(blurred, [0], axis), blurred, np.take(blurred, [-1], axis)], axis=axis
+        )
         size = blurred.shape[axis]
         blurred = sum(np.take(padded, range(k, k + size), axis) for k in range(3)) / 3
     return blurred.astype(x.dtype)

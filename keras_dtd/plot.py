@@ -128,8 +128,15 @@ def feature_bars(r, names, title=None, save=None) -> Figure:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("share of relevance (%)")
     for k, v in enumerate(share):
-        ax.annotate(f"{v:.1f}%", (v, k), xytext=(3 if v >= 0 else -3, 0), textcoords="offset points",
-                    ha="left" if v >= 0 else "right", va="center", fontsize=8)
+        ax.annotate(
+            f"{v:.1f}%",
+            (v, k),
+            xytext=(3 if v >= 0 else -3, 0),
+            textcoords="offset points",
+            ha="left" if v >= 0 else "right",
+            va="center",
+            fontsize=8,
+        )
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -97,7 +97,7 @@ def mark_rectified(graph, rules):
             consumers[i].append(k)
 
     def passes(k):
-        """"positive", "maybe" or "any": which inputs node k's rule can send relevance to."""
+        """ "positive", "maybe" or "any": which inputs node k's rule can send relevance to."""
         node, rule = nodes[k], rules[k]
         if not (node.rectified or node.maybe_rectified):
             return "any"

@@ -68,7 +68,9 @@ class _LayerStart(Analyzer):
 
     def explain(self, x, neuron_selection="all", return_layers=False):
         if neuron_selection != "all":
-            raise ValueError("A relevance model's analyzer explains the modelled relevance; it takes no neuron_selection.")
+            raise ValueError(
+                "A relevance model's analyzer explains the modelled relevance; it takes no neuron_selection."
+            )
         return super().explain(x, "all", return_layers)
 
     def _start(self, inputs, f, mask):
@@ -112,7 +114,9 @@ class _RelevanceModel:
     def features(self, x):
         """numpy (activations, context, target relevance) for a batch of inputs."""
         (x,) = self._dtd._check_inputs(x)
-        parts = [[t.numpy() for t in self._features_fn(tf.constant(x[k : k + 256]))] for k in range(0, len(x), 256)]
+        parts = [
+            [t.numpy() for t in self._features_fn(tf.constant(x[k : k + 256]))] for k in range(0, len(x), 256)
+        ]
         return [np.concatenate(p) for p in zip(*parts)]
 
     def _predicted(self, activations, context, target):  # pragma: no cover - interface
@@ -222,7 +226,9 @@ class MinMax(_RelevanceModel):
         loaded = cls(model, settings["layer"], units=settings["units"], rule=settings["rule"])
         for w in loaded.min_max.weights:
             if data[w.name].shape != tuple(w.shape):
-                raise ValueError(f"{path}: parameter {w.name} has shape {data[w.name].shape}, expected {tuple(w.shape)}.")
+                raise ValueError(
+                    f"{path}: parameter {w.name} has shape {data[w.name].shape}, expected {tuple(w.shape)}."
+                )
             w.assign(data[w.name])
         return loaded
 

@@ -72,14 +72,20 @@ def _support(call):
     unknown), as one row (batch size 1) shared by all samples."""
     out = []
     for x, domain in zip(call.inputs, call.domains):
-        support = tf.ones((), x.dtype) if domain is None or domain.support is None else tf.cast(domain.support, x.dtype)
+        support = (
+            tf.ones((), x.dtype)
+            if domain is None or domain.support is None
+            else tf.cast(domain.support, x.dtype)
+        )
         out.append(_one_row_of(support, x))
     return out
 
 
 def _one_row_of(value, x):
     """``value`` broadcast to one sample of ``x``, with a static batch size of 1."""
-    return tf.ensure_shape(tf.broadcast_to(value, tf.concat([[1], tf.shape(x)[1:]], 0)), [1] + x.shape[1:].as_list())
+    return tf.ensure_shape(
+        tf.broadcast_to(value, tf.concat([[1], tf.shape(x)[1:]], 0)), [1] + x.shape[1:].as_list()
+    )
 
 
 def _hidden_parts(call):
@@ -87,8 +93,10 @@ def _hidden_parts(call):
     None when no input of the call mixes input values with hidden units."""
     if not any(d is not None and d.hidden is not None for d in call.domains):
         return None
-    return [tf.zeros_like(x) if d is None or d.hidden is None else x * tf.cast(d.hidden, x.dtype)
-            for x, d in zip(call.inputs, call.domains)]
+    return [
+        tf.zeros_like(x) if d is None or d.hidden is None else x * tf.cast(d.hidden, x.dtype)
+        for x, d in zip(call.inputs, call.domains)
+    ]
 
 
 def _hidden_zplus_terms(call):
@@ -176,7 +184,9 @@ class Gate(Rule):
         (r,) = relevance
         k = call.node.signal
         if k is None:
-            raise ValueError(f"Layer '{call.node.path}' has no known signal input; name its gate with gates=....")
+            raise ValueError(
+                f"Layer '{call.node.path}' has no known signal input; name its gate with gates=...."
+            )
         x = call.inputs[k]
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -369,13 +379,18 @@ def _term_sum(call, terms):
     Terms whose inputs are one row shared by all samples (a first layer's support or
     bounds) are evaluated on that row alone and transposed at the batch's shape."""
     kernel = call.kernel
-    pieces = [(term_inputs, None if kernel is None else weights(kernel)) for term_inputs, weights in terms
-              if kernel is not None or weights is not _negative]  # fixed non-negative weights: W⁻ = 0
+    pieces = [
+        (term_inputs, None if kernel is None else weights(kernel))
+        for term_inputs, weights in terms
+        if kernel is not None or weights is not _negative
+    ]  # fixed non-negative weights: W⁻ = 0
     if not pieces:
         return None
     shared = [p for p in pieces if _one_row(p[0], call)]
     per_sample = [p for p in pieces if not _one_row(p[0], call)]
-    found = [_stacked(call, group, like) for group, like in ((per_sample, None), (shared, call.inputs)) if group]
+    found = [
+        _stacked(call, group, like) for group, like in ((per_sample, None), (shared, call.inputs)) if group
+    ]
     z = functools.reduce(tf.add, [z for z, _ in found])  # broadcasts the shared rows' z
 
     def transposed(s):
@@ -389,7 +404,9 @@ def _term_sum(call, terms):
 
 def _one_row(term_inputs, call):
     """Whether a term's inputs are one row shared by all samples of a larger batch."""
-    return all(a.shape.rank and a.shape[0] == 1 for a in term_inputs) and any(x.shape[0] != 1 for x in call.inputs)
+    return all(a.shape.rank and a.shape[0] == 1 for a in term_inputs) and any(
+        x.shape[0] != 1 for x in call.inputs
+    )
 
 
 def _stacked(call, pieces, shaped_like=None):
@@ -506,7 +523,11 @@ class ZPlus(Proportional):
             return both_signs()
         # whether relevance reaches outputs below 0 depends on weights: check at run time
         reached = tf.reduce_any(tf.logical_and(call.outputs[0] < 0, tf.not_equal(r, 0)))
-        return tf.cond(reached, lambda: _zeros_for_none(call, both_signs()), lambda: _zeros_for_none(call, positive_only()))
+        return tf.cond(
+            reached,
+            lambda: _zeros_for_none(call, both_signs()),
+            lambda: _zeros_for_none(call, positive_only()),
+        )
 
 
 def _negative_side_when_reached(call, r, rule):
@@ -531,8 +552,11 @@ def _negative_side_when_reached(call, r, rule):
     s_positive = _per_denominator(r_positive, z_positive, _bias(call, rule, _positive), rule.stabilizer)
     s_negative = _per_denominator(r_negative, z_negative, _bias(call, rule, _negative), rule.stabilizer)
     (g,) = op.transpose([x], positive_kernel, s_positive)
-    g = g + tf.cond(tf.reduce_any(tf.not_equal(r_negative, 0)),
-                    lambda: op.transpose([x], _negative(kernel), s_negative)[0], lambda: tf.zeros_like(g))
+    g = g + tf.cond(
+        tf.reduce_any(tf.not_equal(r_negative, 0)),
+        lambda: op.transpose([x], _negative(kernel), s_negative)[0],
+        lambda: tf.zeros_like(g),
+    )
     return [x * g]
 
 
@@ -566,7 +590,9 @@ def _sign_matched(call, r, rule):
         along_w, along_magnitude = sign * v, v
     via_w = op.transpose(inputs, kernel, along_w)
     via_magnitude = op.transpose(inputs, kernel_magnitude, along_magnitude)
-    shares = [None if g is None else x * g + m * h for x, m, g, h in zip(inputs, magnitudes, via_w, via_magnitude)]
+    shares = [
+        None if g is None else x * g + m * h for x, m, g, h in zip(inputs, magnitudes, via_w, via_magnitude)
+    ]
     # every term has R_j's sign: where a sample's R ≥ 0, clip the rounding of cancelling terms
     smallest = tf.reduce_min(r, axis=list(range(1, r.shape.rank)), keepdims=True)
     floor = tf.where(smallest >= 0, tf.constant(0, r.dtype), tf.constant(-np.inf, r.dtype))
@@ -693,7 +719,12 @@ class ZBox(Proportional):
         for bound, weights in ((low, _positive), (high, _negative)):
             if not _is_zero(bound):  # a zero bound adds nothing to q (e.g. low = 0 for pixels)
                 per_sample = bound.shape.rank and bound.shape[0] != 1  # hidden units' bounds: per sample
-                terms.append(([-(tf.broadcast_to(bound, tf.shape(x)) if per_sample else _one_row_of(bound, x))], weights))
+                terms.append(
+                    (
+                        [-(tf.broadcast_to(bound, tf.shape(x)) if per_sample else _one_row_of(bound, x))],
+                        weights,
+                    )
+                )
         return terms
 
 

@@ -20,7 +20,8 @@ def is_stream(x) -> bool:
     if isinstance(x, tf.data.Dataset):
         return True
     return isinstance(x, collections.abc.Iterator) or (
-        isinstance(x, collections.abc.Iterable) and not isinstance(x, (np.ndarray, list, tuple, tf.Tensor, str))
+        isinstance(x, collections.abc.Iterable)
+        and not isinstance(x, (np.ndarray, list, tuple, tf.Tensor, str))
     )
 
 
@@ -45,7 +46,9 @@ class NpyWriter:
             self.file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
             self.file.write(self._header(self.dtype, self.shape, 0))
         elif batch.shape[1:] != self.shape or batch.dtype != self.dtype:
-            raise ValueError(f"batch of shape {batch.shape} and {batch.dtype} after batches of {self.shape}, {self.dtype}.")
+            raise ValueError(
+                f"batch of shape {batch.shape} and {batch.dtype} after batches of {self.shape}, {self.dtype}."
+            )
         self.file.write(batch.tobytes())
         self.count += len(batch)
 
@@ -76,7 +79,9 @@ class TFRecordWriter:
                 "relevance": tf.train.Feature(float_list=tf.train.FloatList(value=sample.reshape(-1))),
                 "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=sample.shape)),
             }
-            self.writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+            self.writer.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
         self.count += len(batch)
 
     def close(self):
@@ -94,7 +99,9 @@ def read_tfrecord(path) -> tf.data.Dataset:
         raise ValueError(f"{path} holds no maps.")
     shape = tuple(tf.train.Example.FromString(first.numpy()).features.feature["shape"].int64_list.value)
     spec = {"relevance": tf.io.FixedLenFeature(shape, tf.float32)}
-    return tf.data.TFRecordDataset(str(path)).map(lambda record: tf.io.parse_single_example(record, spec)["relevance"])
+    return tf.data.TFRecordDataset(str(path)).map(
+        lambda record: tf.io.parse_single_example(record, spec)["relevance"]
+    )
 
 
 def _writer(out):
@@ -109,7 +116,9 @@ def _inputs_of(element, n_inputs):
     """The model inputs in one stream element: x, (x, y), (x, y, w), or for several inputs
     a list/tuple of them, possibly in an (inputs, y) pair."""
     if isinstance(element, dict):
-        raise ValueError("Stream elements that are dicts are not supported; yield arrays, (x, y) pairs or lists of arrays.")
+        raise ValueError(
+            "Stream elements that are dicts are not supported; yield arrays, (x, y) pairs or lists of arrays."
+        )
     if n_inputs == 1:
         return element[0] if isinstance(element, (tuple, list)) else element
     if isinstance(element, (tuple, list)) and len(element) and isinstance(element[0], (tuple, list)):
@@ -127,9 +136,13 @@ def analyze_stream(analyzer, stream, neuron_selection="max_activation", verbose=
     batch, or with a TFRecord path (``.tfrecord``) a dataset reading that file back. ``verbose``: "auto" shows a progress bar when the stream has more than 3 batches
     (or an unknown length), 0 hides it, 1 shows it."""
     if not (isinstance(neuron_selection, (str, int)) and not isinstance(neuron_selection, bool)):
-        raise ValueError("A stream takes neuron_selection 'max_activation', 'all' or one int for every sample.")
+        raise ValueError(
+            "A stream takes neuron_selection 'max_activation', 'all' or one int for every sample."
+        )
     if len(analyzer._graph.inputs) > 1 and out is not None:
-        raise ValueError("out= writes one array; a model with several inputs has several maps. Gather them instead.")
+        raise ValueError(
+            "out= writes one array; a model with several inputs has several maps. Gather them instead."
+        )
     total = None
     if isinstance(stream, tf.data.Dataset):
         cardinality = int(stream.cardinality())
@@ -141,7 +154,9 @@ def analyze_stream(analyzer, stream, neuron_selection="max_activation", verbose=
     writer = _writer(out) if out is not None else None
     parts = []
     for k, element in enumerate(stream):
-        relevance = analyzer.analyze(_numpy(_inputs_of(element, len(analyzer._graph.inputs))), neuron_selection)
+        relevance = analyzer.analyze(
+            _numpy(_inputs_of(element, len(analyzer._graph.inputs))), neuron_selection
+        )
         if writer is not None:
             writer.write(relevance)
         else:

@@ -70,13 +70,17 @@ class Taylor(Gradient):
         n = inputs.shape[0]
         indices, all_outputs = self._check_selection(neuron_selection, n)
         if all_outputs:
-            raise ValueError("Taylor explains one output per sample; neuron_selection='all' is not supported.")
+            raise ValueError(
+                "Taylor explains one output per sample; neuron_selection='all' is not supported."
+            )
         roots = None
         if not isinstance(self.root, str):
             try:
                 roots = np.broadcast_to(np.asarray(self.root, inputs.dtype), inputs.shape)
             except ValueError:
-                raise ValueError(f"root of shape {np.shape(self.root)} does not broadcast to x of shape {inputs.shape}.") from None
+                raise ValueError(
+                    f"root of shape {np.shape(self.root)} does not broadcast to x of shape {inputs.shape}."
+                ) from None
         function = self._taylor_function()
         parts = []
         for start in range(0, n, self.batch_size):
@@ -116,7 +120,9 @@ class Taylor(Gradient):
     def _value_and_gradient(self, x, mask):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            f = tf.reduce_sum(tf.reshape(mask * self._forward([x])[0][self._output_id], (tf.shape(x)[0], -1)), -1)
+            f = tf.reduce_sum(
+                tf.reshape(mask * self._forward([x])[0][self._output_id], (tf.shape(x)[0], -1)), -1
+            )
         return f, tape.gradient(f, x)
 
     def _taylor(self, x, indices, given_root):
@@ -157,7 +163,9 @@ class Taylor(Gradient):
         start = self._clip(x)
         value, gradient = self._value_and_gradient(start, mask)
         step = tf.ones_like(value)
-        _, root, value, *_ = tf.while_loop(lambda k, *_: k < self.max_steps, body, (0, start, value, gradient, step))
+        _, root, value, *_ = tf.while_loop(
+            lambda k, *_: k < self.max_steps, body, (0, start, value, gradient, step)
+        )
         return self._bisect(root, value, mask, score, per_sample)
 
     def _bisect(self, point, value, mask, score, per_sample):
@@ -165,7 +173,9 @@ class Taylor(Gradient):
         the domain's bounds at which f has the other sign."""
         candidates = [self._clip(tf.zeros_like(point))]
         if self._input_range is not None:
-            candidates += [tf.broadcast_to(tf.constant(b, point.dtype), tf.shape(point)) for b in self._input_range[0]]
+            candidates += [
+                tf.broadcast_to(tf.constant(b, point.dtype), tf.shape(point)) for b in self._input_range[0]
+            ]
         other, found = tf.zeros_like(point), tf.zeros_like(value, tf.bool)
         for candidate in candidates:
             f_c, _ = self._value_and_gradient(candidate, mask)
@@ -178,7 +188,12 @@ class Taylor(Gradient):
             middle = (a + b) / 2
             f_m, _ = self._value_and_gradient(middle, mask)
             same = per_sample(f_m * f_a > 0)
-            return k + 1, tf.where(same, middle, a), tf.where(f_m * f_a > 0, f_m, f_a), tf.where(same, b, middle)
+            return (
+                k + 1,
+                tf.where(same, middle, a),
+                tf.where(f_m * f_a > 0, f_m, f_a),
+                tf.where(same, b, middle),
+            )
 
         _, a, _, b = tf.while_loop(lambda k, *_: k < 60, halve, (0, point, value, other))
         return tf.where(per_sample(need), b, point)

@@ -27,7 +27,9 @@ def neg(a):
     return np.minimum(a, 0)
 
 
-def rule_relevance(rule, x, m, r, bias=None, low=None, high=None, epsilon=None, alpha=None, beta=None, gamma=None):
+def rule_relevance(
+    rule, x, m, r, bias=None, low=None, high=None, epsilon=None, alpha=None, beta=None, gamma=None
+):
     """Input relevance of one linear layer (x: (d,), m: (d, k), r: (k,)) by rule name."""
     xc = x[:, None]
     if rule == "z":
@@ -36,7 +38,8 @@ def rule_relevance(rule, x, m, r, bias=None, low=None, high=None, epsilon=None, 
         y = x @ m + (0 if bias is None else bias)
         contributions = xc * m
         return proportional(pos(contributions), np.where(y >= 0, r, 0)) + proportional(
-            neg(contributions), np.where(y < 0, r, 0))
+            neg(contributions), np.where(y < 0, r, 0)
+        )
     if rule == "wsquare":
         return proportional(m**2, r)
     if rule == "flat":
@@ -78,11 +81,13 @@ def convention_relevance(rule, x, m, b, r, include_bias, stabilizer=None, gamma=
     if rule == "z":
         return stabilized_proportional(xc * m, r, b, stabilizer)
     if rule == "zplus":  # sign-aware: b⁺ with the positive, b⁻ with the negative contributions
-        return stabilized_proportional(act, np.where(y >= 0, r, 0), pos(b), stabilizer) + stabilized_proportional(
-            inh, np.where(y < 0, r, 0), neg(b), stabilizer)
+        return stabilized_proportional(
+            act, np.where(y >= 0, r, 0), pos(b), stabilizer
+        ) + stabilized_proportional(inh, np.where(y < 0, r, 0), neg(b), stabilizer)
     if rule == "alphabeta":
         return alpha * stabilized_proportional(act, r, pos(b), stabilizer) - beta * stabilized_proportional(
-            inh, r, neg(b), stabilizer)
+            inh, r, neg(b), stabilizer
+        )
     if rule == "wsquare":
         return stabilized_proportional(m**2, r, b**2, stabilizer)
     if rule == "gamma":
@@ -91,5 +96,6 @@ def convention_relevance(rule, x, m, b, r, include_bias, stabilizer=None, gamma=
         up, down = m + gamma * pos(m), m + gamma * neg(m)
         q_up, q_down = pos(xc) * up + neg(xc) * down, pos(xc) * down + neg(xc) * up
         return stabilized_proportional(q_up, np.where(y > 0, r, 0), b + gamma * pos(b), stabilizer) + (
-            stabilized_proportional(q_down, np.where(y < 0, r, 0), b + gamma * neg(b), stabilizer))
+            stabilized_proportional(q_down, np.where(y < 0, r, 0), b + gamma * neg(b), stabilizer)
+        )
     raise ValueError(rule)

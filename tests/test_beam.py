@@ -50,7 +50,11 @@ def test_maps_and_summary_equal_analyze(analyzer, run, files, selection):
         assert got.shape == x.shape  # c.npy held one sample without a batch axis: its map has one
         _close(got, expected.relevance)
         table = np.array([rows[f, k] for k in range(len(x))])
-        classes = analyzer.model.predict_on_batch(x).argmax(axis=1) if selection == "max_activation" else [2] * len(x)
+        classes = (
+            analyzer.model.predict_on_batch(x).argmax(axis=1)
+            if selection == "max_activation"
+            else [2] * len(x)
+        )
         np.testing.assert_array_equal(table[:, 0], classes)
         np.testing.assert_allclose(table[:, 1], expected.score, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(table[:, 2], expected.target, rtol=1e-5, atol=1e-7)
@@ -61,7 +65,9 @@ def test_maps_and_summary_equal_analyze(analyzer, run, files, selection):
 
 def test_class_index_explains_negative_logits_as_zero_maps(analyzer):
     table = np.array(list(_rows(FIXTURE["class2_summary"]).values()))
-    assert np.any(table[:, 1] < 0) and np.any(table[:, 1] > 0), "the fixture should meet both signs of the class-2 logit"
+    assert np.any(table[:, 1] < 0) and np.any(table[:, 1] > 0), (
+        "the fixture should meet both signs of the class-2 logit"
+    )
     assert np.all(table[table[:, 1] < 0, 2] == 0)  # DTD explains max(f, 0)
     assert list(FIXTURE["class2_outputs"]) == ["a.npy", "b.npy", "c.npy", "summary.csv"]
 
@@ -79,11 +85,25 @@ def test_without_beam_the_error_says_how_to_install_it(monkeypatch, tmp_path):
         import keras_dtd.beam  # noqa: F401
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    assert main(["explain-dataset", str(tmp_path), str(tmp_path / "*.npy"), str(tmp_path / "out"), "--runner", "DirectRunner"]) == 1
-    assert 'keras-dtd explain-dataset: error: keras_dtd.beam needs Apache Beam' in err.getvalue()
+    assert (
+        main(
+            [
+                "explain-dataset",
+                str(tmp_path),
+                str(tmp_path / "*.npy"),
+                str(tmp_path / "out"),
+                "--runner",
+                "DirectRunner",
+            ]
+        )
+        == 1
+    )
+    assert "keras-dtd explain-dataset: error: keras_dtd.beam needs Apache Beam" in err.getvalue()
 
 
 def test_other_commands_refuse_unknown_options(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["export", "model.keras", "out", "--runner", "DirectRunner"])
-    assert exit_.value.code == 2 and "unrecognized arguments: --runner DirectRunner" in capsys.readouterr().err
+    assert (
+        exit_.value.code == 2 and "unrecognized arguments: --runner DirectRunner" in capsys.readouterr().err
+    )

@@ -30,8 +30,15 @@ def _data():
 
 def _model(classes=2):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-                              keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dense(classes)])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes),
+        ]
+    )
     if classes == 1:  # regression of the left half's brightness: positive outputs to explain
         model.compile(keras.optimizers.Adam(0.01), "mse")
     else:
@@ -43,8 +50,14 @@ def test_monitor_logs_images_scalars_histograms_and_pngs(tmp_path):
     x, _ = _data()
     y = x[:, :, :4].mean(axis=(1, 2, 3))
     model = _model(classes=1)
-    monitor = RelevanceMonitor(x[:6], tmp_path, targets=0, method="deep_taylor.bounded",
-                               method_kwargs={"low": 0, "high": 1}, save_png=True)
+    monitor = RelevanceMonitor(
+        x[:6],
+        tmp_path,
+        targets=0,
+        method="deep_taylor.bounded",
+        method_kwargs={"low": 0, "high": 1},
+        save_png=True,
+    )
     model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[monitor])
 
     events = _events(tmp_path)
@@ -57,7 +70,9 @@ def test_monitor_logs_images_scalars_histograms_and_pngs(tmp_path):
     negative = [float(v) for _, v in events["relevance/negative_share"]]
     assert negative == [0.0, 0.0, 0.0]  # DTD maps are positive
     assert len(events["relevance/values"]) == 3
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == [f"relevance_epoch_{e:04d}.png" for e in (1, 2, 3)]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        f"relevance_epoch_{e:04d}.png" for e in (1, 2, 3)
+    ]
 
     assert monitor.analyzer.trace_count == 1  # one compiled analyzer for the whole run
     assert all(m.sum() > 0 for m in monitor.history.values())

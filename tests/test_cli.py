@@ -15,8 +15,15 @@ from keras_dtd.cli import main
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     keras.utils.set_random_seed(11)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-                              keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
     root = tmp_path_factory.mktemp("cli")
     path = root / "model.keras"
     model.save(path)
@@ -27,11 +34,31 @@ def saved(tmp_path_factory):
 
 def test_explain_npy_batch(saved, tmp_path, capsys):
     model, root, path, x = saved
-    code = main(["explain", str(path), str(root / "x.npy"), "--method", "dtd", "--input-range", "0", "1", "--neuron", "2",
-                 "--out", str(tmp_path / "grid.png"), "--save-npy", str(tmp_path / "r.npy")])
+    code = main(
+        [
+            "explain",
+            str(path),
+            str(root / "x.npy"),
+            "--method",
+            "dtd",
+            "--input-range",
+            "0",
+            "1",
+            "--neuron",
+            "2",
+            "--out",
+            str(tmp_path / "grid.png"),
+            "--save-npy",
+            str(tmp_path / "r.npy"),
+        ]
+    )
     assert code == 0
-    np.testing.assert_allclose(np.load(tmp_path / "r.npy"), DTD(model, input_range=(0, 1)).analyze(x, neuron_selection=2),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "r.npy"),
+        DTD(model, input_range=(0, 1)).analyze(x, neuron_selection=2),
+        rtol=1e-5,
+        atol=1e-7,
+    )
     assert (tmp_path / "grid.png").stat().st_size > 1000
     assert "sample 2: explained output" in capsys.readouterr().out
 
@@ -39,17 +66,34 @@ def test_explain_npy_batch(saved, tmp_path, capsys):
 def test_explain_image_file(saved, tmp_path):
     model, root, path, x = saved
     keras.utils.save_img(tmp_path / "digit.png", np.round(x[0] * 255).astype("uint8"), scale=False)
-    assert main(["explain", str(path), str(tmp_path / "digit.png"), "--out", str(tmp_path / "h.png"),
-                 "--save-npy", str(tmp_path / "r.npy")]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(path),
+                str(tmp_path / "digit.png"),
+                "--out",
+                str(tmp_path / "h.png"),
+                "--save-npy",
+                str(tmp_path / "r.npy"),
+            ]
+        )
+        == 0
+    )
     pixels = np.round(x[:1] * 255) / 255
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), DTD(model).analyze(pixels), rtol=1e-4, atol=1e-6)
 
 
 def test_export(saved, tmp_path):
     model, root, path, x = saved
-    assert main(["export", str(path), str(tmp_path / "serving"), "--input-range", "0", "1", "--version", "4"]) == 0
+    assert (
+        main(["export", str(path), str(tmp_path / "serving"), "--input-range", "0", "1", "--version", "4"])
+        == 0
+    )
     assert (tmp_path / "serving" / "4" / "saved_model.pb").exists()
-    assert main(["export", str(path), str(tmp_path / "serving"), "--version", "4"]) == 1  # refuses to overwrite
+    assert (
+        main(["export", str(path), str(tmp_path / "serving"), "--version", "4"]) == 1
+    )  # refuses to overwrite
 
 
 def test_clear_errors(saved, tmp_path, capsys):
@@ -58,7 +102,10 @@ def test_clear_errors(saved, tmp_path, capsys):
     assert "model file" in capsys.readouterr().err
     assert main(["explain", str(path), str(tmp_path / "missing.npy")]) == 1
     assert "input file" in capsys.readouterr().err
-    assert main(["explain", str(path), str(root / "x.npy"), "--method", "gradient", "--input-range", "0", "1"]) == 1
+    assert (
+        main(["explain", str(path), str(root / "x.npy"), "--method", "gradient", "--input-range", "0", "1"])
+        == 1
+    )
     assert "--input-range is used by --method dtd only" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
     assert main(["explain", str(path), str(tmp_path / "bad.npy")]) == 1

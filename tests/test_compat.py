@@ -12,8 +12,14 @@ from keras_dtd.compat import ANALYZERS
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(7)
-    return keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 3, activation="relu"),
-                             keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(3, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +30,19 @@ def x():
 def test_names_build_the_matching_analyzers(model, x):
     np.testing.assert_allclose(
         create_analyzer("lrp.epsilon", model, neuron_selection_mode="index", epsilon=0.5).analyze(x, 2),
-        LRP(model, rules.Epsilon(0.5)).analyze(x, neuron_selection=2), rtol=1e-6)
+        LRP(model, rules.Epsilon(0.5)).analyze(x, neuron_selection=2),
+        rtol=1e-6,
+    )
     np.testing.assert_allclose(
         create_analyzer("lrp.alpha_2_beta_1", model, neuron_selection_mode="all").analyze(x),
-        LRP(model, rules.AlphaBeta(2, 1, bias="both")).analyze(x, neuron_selection="all"), rtol=1e-6)
-    required = {"deep_taylor.bounded": {"low": 0, "high": 1}, "lrp": {"rule": "Z"}, "lrp.alpha_beta": {"alpha": 2}}
+        LRP(model, rules.AlphaBeta(2, 1, bias="both")).analyze(x, neuron_selection="all"),
+        rtol=1e-6,
+    )
+    required = {
+        "deep_taylor.bounded": {"low": 0, "high": 1},
+        "lrp": {"rule": "Z"},
+        "lrp.alpha_beta": {"alpha": 2},
+    }
     for name in ANALYZERS:
         assert create_analyzer(name, model, **required.get(name, {})).analyze(x).shape == x.shape
 

@@ -20,7 +20,9 @@ def branches():
 
 def _same(model, x, composite, layer_rules, base):
     got = Analyzer(model, composite, positive_output=False).analyze(x, neuron_selection=1)
-    expected = Analyzer(model, base, layer_rules=layer_rules, positive_output=False).analyze(x, neuron_selection=1)
+    expected = Analyzer(model, base, layer_rules=layer_rules, positive_output=False).analyze(
+        x, neuron_selection=1
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     plain = Analyzer(model, base, positive_output=False).analyze(x, neuron_selection=1)
     assert np.abs(got - plain).max() > 1e-4 * np.abs(plain).max()  # the selection changed something
@@ -29,14 +31,34 @@ def _same(model, x, composite, layer_rules, base):
 def test_names_first_and_classes(branches):
     model, x = branches
     base = composites.Composite({"kernel": rules.Z()})
-    _same(model, x, composites.Composite({"kernel": rules.Z()}, names={"top": rules.Epsilon(0.5)}),
-          {"top": rules.Epsilon(0.5)}, base)
-    _same(model, x, composites.Composite({"kernel": rules.Z()}, first={"kernel": rules.Flat()}),
-          {"a": rules.Flat(), "b": rules.Flat()}, base)
-    _same(model, x, composites.Composite({"kernel": rules.Z()}, first={"kernel": rules.Flat()}, first_layer="one"),
-          {"a": rules.Flat()}, base)
-    _same(model, x, composites.Composite({keras.layers.Dense: rules.Gamma(1.0)}),
-          {"a": rules.Gamma(1.0), "b": rules.Gamma(1.0), "top": rules.Gamma(1.0)}, base)
+    _same(
+        model,
+        x,
+        composites.Composite({"kernel": rules.Z()}, names={"top": rules.Epsilon(0.5)}),
+        {"top": rules.Epsilon(0.5)},
+        base,
+    )
+    _same(
+        model,
+        x,
+        composites.Composite({"kernel": rules.Z()}, first={"kernel": rules.Flat()}),
+        {"a": rules.Flat(), "b": rules.Flat()},
+        base,
+    )
+    _same(
+        model,
+        x,
+        composites.Composite({"kernel": rules.Z()}, first={"kernel": rules.Flat()}, first_layer="one"),
+        {"a": rules.Flat()},
+        base,
+    )
+    _same(
+        model,
+        x,
+        composites.Composite({keras.layers.Dense: rules.Gamma(1.0)}),
+        {"a": rules.Gamma(1.0), "b": rules.Gamma(1.0), "top": rules.Gamma(1.0)},
+        base,
+    )
 
 
 def test_bad_composites_say_what_is_wrong(branches):
@@ -70,4 +92,6 @@ def test_z_plus_skips_its_sign_aware_part_only_where_the_rules_allow():
     assert not c2(Analyzer(model, z_on_add)).rectified
     x = np.random.default_rng(0).uniform(-1, 1, (4, 6, 6, 2)).astype("float32")
     explanation = Analyzer(model, z_on_add, positive_output=False).explain(x)
-    np.testing.assert_allclose(explanation.relevance.reshape(4, -1).sum(1), explanation.target, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        explanation.relevance.reshape(4, -1).sum(1), explanation.target, rtol=1e-4, atol=1e-6
+    )

@@ -26,7 +26,9 @@ def test_dtd_is_reported_conservative_and_positive(net):
     report = keras_dtd.check(keras_dtd.DTD(model), x)
     assert report.conservative.all() and report.first_loss == [None] * 4
     np.testing.assert_allclose(report.negative_share, 0)
-    np.testing.assert_allclose(report.target, np.maximum(model.predict(x, verbose=0).max(axis=1), 0), rtol=1e-6)
+    np.testing.assert_allclose(
+        report.target, np.maximum(model.predict(x, verbose=0).max(axis=1), 0), rtol=1e-6
+    )
 
 
 def test_epsilon_loss_is_located_at_the_top_layer_with_its_amount(net):

@@ -13,8 +13,14 @@ from keras_dtd import DTD, rules
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(3)
-    return keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, activation="relu"),
-                             keras.layers.Flatten(), keras.layers.Dense(3)])
+    return keras.Sequential(
+        [
+            keras.Input((4, 4, 1)),
+            keras.layers.Conv2D(2, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +48,16 @@ def test_bad_inputs(analyzer, bad, error, words):
     assert words in str(info.value)
 
 
-@pytest.mark.parametrize("selection, words", [(3, "out of range"), (-1, "out of range"),
-                                              ([0, 1, 2], "3 indices for 2 samples"), ("max", "neuron_selection"),
-                                              (1.5, "neuron_selection")])
+@pytest.mark.parametrize(
+    "selection, words",
+    [
+        (3, "out of range"),
+        (-1, "out of range"),
+        ([0, 1, 2], "3 indices for 2 samples"),
+        ("max", "neuron_selection"),
+        (1.5, "neuron_selection"),
+    ],
+)
 def test_bad_neuron_selection(analyzer, selection, words):
     with pytest.raises(ValueError) as info:
         analyzer.analyze(X, neuron_selection=selection)
@@ -103,8 +116,9 @@ def test_unsupported_layer_names_it_and_registering_fixes_it():
 
 
 def test_hidden_non_relu_activation_warns_and_strict_refuses():
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh", name="t"),
-                              keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(4, activation="tanh", name="t"), keras.layers.Dense(2)]
+    )
     with pytest.warns(keras_dtd.NonReLUWarning, match="'?t'? \\(tanh\\)") as record:
         DTD(model)
     assert record[0].filename == __file__

@@ -43,7 +43,9 @@ def test_digits_distractor_puts_dtd_relevance_on_the_target(tmp_path):
 def test_training_steps_logs_each_step(tmp_path):
     result = _example("training_steps").main(["--steps", "1", "40", "--samples", "4", "--out", str(tmp_path)])
     assert result["accuracy"][40] > result["accuracy"][1]
-    assert all(s["conservation_error"] < 1e-4 and s["negative_share"] == 0 for s in result["scalars"].values())
+    assert all(
+        s["conservation_error"] < 1e-4 and s["negative_share"] == 0 for s in result["scalars"].values()
+    )
     assert (tmp_path / "training_steps.png").exists()
     assert list((tmp_path / "training_steps_logs").glob("events.out.tfevents.*"))
 
@@ -58,8 +60,9 @@ def test_titanic_table(tmp_path, capsys):
 
 
 def test_large_cnn_with_random_weights(tmp_path, capsys):
-    result = _example("large_cnn").main(["--model", "vgg16", "--size", "32", "--batch", "2", "--repeats", "1",
-                                         "--out", str(tmp_path)])
+    result = _example("large_cnn").main(
+        ["--model", "vgg16", "--size", "32", "--batch", "2", "--repeats", "1", "--out", str(tmp_path)]
+    )
     assert result["conservation_error"] < 1e-4
     assert "random weights" in capsys.readouterr().out
 
@@ -79,14 +82,22 @@ def test_relevance_models_side_by_side(tmp_path, capsys):
                                                 "--out", str(tmp_path)])  # fmt: skip
     rows = result["rows"]
     assert rows["training-free model"]["r2"] == 1.0
-    assert rows["training-free model"]["conservation_error"] < 1e-4 and rows["DTD (z^B, z+)"]["conservation_error"] < 1e-4
-    assert all(rows[name]["negative_share"] == 0 for name in ("Min-Max model", "training-free model", "DTD (z^B, z+)"))
+    assert (
+        rows["training-free model"]["conservation_error"] < 1e-4
+        and rows["DTD (z^B, z+)"]["conservation_error"] < 1e-4
+    )
+    assert all(
+        rows[name]["negative_share"] == 0
+        for name in ("Min-Max model", "training-free model", "DTD (z^B, z+)")
+    )
     assert (tmp_path / "relevance_models.png").stat().st_size > 10_000
     assert "| Min-Max model |" in capsys.readouterr().out
 
 
 def test_faithfulness_table(tmp_path, capsys):
-    result = _example("faithfulness").main(["--epochs", "4", "--samples", "16", "--steps", "8", "--out", str(tmp_path)])
+    result = _example("faithfulness").main(
+        ["--epochs", "4", "--samples", "16", "--steps", "8", "--out", str(tmp_path)]
+    )
     rows = result["rows"]
     assert set(rows) >= {"DTD", "DTD bounded (z^B)", "LRP-ε (0.01)", "sensitivity (gradient²)", "random"}
     assert rows["DTD bounded (z^B)"]["aopc"] > rows["random"]["aopc"]  # a trained net: relevance beats chance

@@ -33,11 +33,14 @@ def _run_tensorflow_only(code, tmp_path):
     """Run ``code`` in a fresh interpreter that imports TensorFlow but not Keras or keras_dtd."""
     script = tmp_path / "load.py"
     script.write_text(
-        "import sys, json, numpy as np, tensorflow as tf\n" + code +
-        "\nassert not any(m == 'keras_dtd' or m.startswith('keras_dtd.') for m in sys.modules)\n"
+        "import sys, json, numpy as np, tensorflow as tf\n"
+        + code
+        + "\nassert not any(m == 'keras_dtd' or m.startswith('keras_dtd.') for m in sys.modules)\n"
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -47,14 +50,17 @@ def test_layout_and_signatures_in_a_tensorflow_only_process(exported, tmp_path):
     assert path == os.path.join(str(root), "2") and os.path.isfile(os.path.join(path, "saved_model.pb"))
     assert os.path.isdir(os.path.join(path, "variables"))
     np.save(tmp_path / "x.npy", x)
-    out = _run_tensorflow_only(f"""
+    out = _run_tensorflow_only(
+        f"""
 loaded = tf.saved_model.load({path!r})
-x = tf.constant(np.load({str(tmp_path / 'x.npy')!r}))
+x = tf.constant(np.load({str(tmp_path / "x.npy")!r}))
 serve = loaded.signatures["serving_default"](pixels=x)
 explain = loaded.signatures["explain"](pixels=x, class_index=tf.constant([2, 1, 0, 2], tf.int32))
-np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in serve.items()}},
+np.savez({str(tmp_path / "out.npz")!r}, **{{k: v.numpy() for k, v in serve.items()}},
          **{{"explain_" + k: v.numpy() for k, v in explain.items()}})
-""", tmp_path)
+""",
+        tmp_path,
+    )
     assert out == ""
     got = np.load(tmp_path / "out.npz")
     model = analyzer.model
@@ -69,26 +75,62 @@ np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in serve.items
     np.testing.assert_allclose(got["explain_relevance"], chosen.relevance, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(got["explain_score"], chosen.score, rtol=1e-5)
     np.testing.assert_allclose(got["explain_target"], chosen.target, rtol=1e-5)
-    logits = np.log(got["predictions"])  # softmax output: score is the logit, equal to log p up to a per-sample shift
-    np.testing.assert_allclose(got["explain_score"] - got["score"],
-                               logits[np.arange(4), [2, 1, 0, 2]] - logits[np.arange(4), got["class_index"]], rtol=1e-4, atol=1e-5)
+    logits = np.log(
+        got["predictions"]
+    )  # softmax output: score is the logit, equal to log p up to a per-sample shift
+    np.testing.assert_allclose(
+        got["explain_score"] - got["score"],
+        logits[np.arange(4), [2, 1, 0, 2]] - logits[np.arange(4), got["class_index"]],
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_saved_model_cli_reads_and_runs_it(exported, tmp_path):
     analyzer, root, path, x = exported
     cli = os.path.join(BIN, "saved_model_cli")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    shown = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True, text=True, env=env, timeout=300)
+    shown = subprocess.run(
+        [cli, "show", "--all", "--dir", path], capture_output=True, text=True, env=env, timeout=300
+    )
     assert shown.returncode == 0, shown.stderr[-2000:]
-    for words in ("signature_def['serving_default']", "signature_def['explain']", "inputs['pixels']",
-                  "inputs['class_index']", "outputs['relevance']", "outputs['predictions']", "outputs['score']", "outputs['target']", "shape: (-1, 6, 6, 1)"):
+    for words in (
+        "signature_def['serving_default']",
+        "signature_def['explain']",
+        "inputs['pixels']",
+        "inputs['class_index']",
+        "outputs['relevance']",
+        "outputs['predictions']",
+        "outputs['score']",
+        "outputs['target']",
+        "shape: (-1, 6, 6, 1)",
+    ):
         assert words in shown.stdout
     np.save(tmp_path / "x.npy", x)
-    ran = subprocess.run([cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
-                          "--inputs", f"pixels={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "run")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    ran = subprocess.run(
+        [
+            cli,
+            "run",
+            "--dir",
+            path,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"pixels={tmp_path / 'x.npy'}",
+            "--outdir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "run" / "relevance.npy"), analyzer.analyze(x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "run" / "relevance.npy"), analyzer.analyze(x), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_versions_are_protected(exported):

@@ -33,7 +33,9 @@ def _group(stored):
     groups = {}
     for key, case in CASES.items():
         if case.get("stored") == stored and not case.get("error"):
-            groups.setdefault((case["name"], json.dumps(case.get("kwargs") or {}, sort_keys=True)), []).append(key)
+            groups.setdefault(
+                (case["name"], json.dumps(case.get("kwargs") or {}, sort_keys=True)), []
+            ).append(key)
     return groups
 
 
@@ -82,7 +84,9 @@ def test_reproduces_innvestigate(models, name, kwargs):
 
 @pytest.mark.parametrize("name, kwargs", [("lrp", {}), ("lrp.alpha_beta", {}), ("deep_taylor.bounded", {})])
 def test_missing_required_arguments_are_named(models, name, kwargs):
-    assert all(c.get("error") for c in CASES.values() if c["name"] == name and not c.get("kwargs"))  # so does iNNvestigate
+    assert all(
+        c.get("error") for c in CASES.values() if c["name"] == name and not c.get("kwargs")
+    )  # so does iNNvestigate
     with pytest.raises(ValueError, match="needs"):
         create_analyzer(name, models["mlp"], **kwargs)
 
@@ -93,7 +97,9 @@ def test_random_is_the_input_plus_unit_noise(models):
         assert abs(noise.mean()) < 4 / np.sqrt(noise.size) and abs(noise.std() - 1) < 0.2
         mean, std = DATA[key]  # iNNvestigate's map: the same x plus other draws of the noise
         got = _analyze(models, key)
-        assert abs(got.mean() - mean) < 4 * np.sqrt(2 / got.size) and abs(got.std() - std) < 4 * std / np.sqrt(got.size)
+        assert abs(got.mean() - mean) < 4 * np.sqrt(2 / got.size) and abs(
+            got.std() - std
+        ) < 4 * std / np.sqrt(got.size)
 
 
 def test_smoothgrad_noise_free_limit_is_the_gradient(models):

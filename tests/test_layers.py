@@ -40,8 +40,16 @@ def test_layer_norm_is_linear_with_sigma_held_constant(rule_name):
         m = (np.eye(n) - 1.0 / n) * gamma[None, :] / sigma  # m[i, j] = ∂z_j / ∂x_i
         out = xs @ m + beta
         np.testing.assert_allclose(model.predict_on_batch(xs[None])[0], out, rtol=1e-6, atol=1e-9)
-        expected = rule_relevance(rule_name, xs, m, np.maximum(out, 0), bias=beta, low=np.full(n, LOW),
-                                  high=np.full(n, HIGH), **params)
+        expected = rule_relevance(
+            rule_name,
+            xs,
+            m,
+            np.maximum(out, 0),
+            bias=beta,
+            low=np.full(n, LOW),
+            high=np.full(n, HIGH),
+            **params,
+        )
         np.testing.assert_allclose(rs, expected, rtol=1e-5, atol=1e-8)
 
 
@@ -49,7 +57,9 @@ def _gated(shape=(4, 4, 3)):
     """Squeeze-excitation: x ⊙ sigmoid(Dense(GAP(x))), the gate found automatically."""
     inp = keras.Input(shape, dtype=F64)
     squeezed = L.GlobalAveragePooling2D(dtype=F64)(inp)
-    gate = L.Reshape((1, 1, shape[-1]), dtype=F64)(L.Dense(shape[-1], activation="sigmoid", dtype=F64)(squeezed))
+    gate = L.Reshape((1, 1, shape[-1]), dtype=F64)(
+        L.Dense(shape[-1], activation="sigmoid", dtype=F64)(squeezed)
+    )
     return keras.Model(inp, L.Flatten(dtype=F64)(L.Multiply(dtype=F64)([inp, gate])))
 
 
@@ -98,8 +108,10 @@ def test_embedding_relevance_of_a_token_sums_its_vector():
 MERGES = {  # layer, z-rule shares of the two inputs a, b (R = share · R_out)
     "subtract": (lambda: L.Subtract(dtype=F64), lambda a, b: (a / (a - b), -b / (a - b))),
     "average": (lambda: L.Average(dtype=F64), lambda a, b: (a / (a + b), b / (a + b))),
-    "custom_scale": (lambda: APPLICATION_LAYERS["CustomScaleLayer"](0.3, dtype=F64),
-                     lambda a, b: (a / (a + 0.3 * b), 0.3 * b / (a + 0.3 * b))),
+    "custom_scale": (
+        lambda: APPLICATION_LAYERS["CustomScaleLayer"](0.3, dtype=F64),
+        lambda a, b: (a / (a + 0.3 * b), 0.3 * b / (a + 0.3 * b)),
+    ),
     "maximum": (lambda: L.Maximum(dtype=F64), lambda a, b: ((a >= b) * 1.0, (a < b) * 1.0)),
     "minimum": (lambda: L.Minimum(dtype=F64), lambda a, b: ((a <= b) * 1.0, (a > b) * 1.0)),
 }
@@ -136,7 +148,9 @@ def test_keras_ops_on_symbolic_tensors(bounded):
     h = keras.ops.add(h, L.Conv2D(4, 1, activation="relu")(inp)) * 0.5 / 2.0  # scalar ops pass relevance on
     h = keras.ops.transpose(keras.ops.reshape(h, (-1, 36, 4)), (0, 2, 1))
     h = keras.ops.concatenate([keras.ops.mean(h, axis=-1), keras.ops.max(h, axis=-1)], axis=-1)
-    out = keras.ops.matmul(keras.ops.relu(h), np.random.default_rng(0).uniform(-0.5, 1, (8, 3)).astype("float32"))
+    out = keras.ops.matmul(
+        keras.ops.relu(h), np.random.default_rng(0).uniform(-0.5, 1, (8, 3)).astype("float32")
+    )
     model = keras.Model(inp, out)
     x = np.random.uniform(0, 1, (5, 6, 6, 2)).astype("float32")
     _check_dtd(model, x, **({"input_range": (0, 1)} if bounded else {}))
@@ -146,9 +160,13 @@ def test_unknown_operation_names_itself_and_layer_rules_fix_it():
     inp = keras.Input((4,))
     h = keras.ops.cumsum(L.Dense(4, activation="relu")(inp), axis=-1)
     model = keras.Model(inp, L.Dense(2, kernel_initializer="ones")(h))
-    with pytest.raises(keras_dtd.UnsupportedLayerError, match="Operation 'cumsum'.*keras.ops.cumsum.*layer_rules"):
+    with pytest.raises(
+        keras_dtd.UnsupportedLayerError, match="Operation 'cumsum'.*keras.ops.cumsum.*layer_rules"
+    ):
         DTD(model)
-    _check_dtd(model, np.random.uniform(0, 1, (3, 4)).astype("float32"), layer_rules={"cumsum": rules.PassThrough()})
+    _check_dtd(
+        model, np.random.uniform(0, 1, (3, 4)).astype("float32"), layer_rules={"cumsum": rules.PassThrough()}
+    )
 
 
 @pytest.mark.parametrize("bounded", [False, True], ids=["w2", "zB"])
@@ -158,8 +176,11 @@ def test_kernel_layer_seeing_input_and_hidden_units(bounded):
     h = L.Conv2D(4, 3, activation="relu")(L.Concatenate()([inp, h]))  # U-Net / DenseNet style
     h = L.Dense(5, activation="relu")(L.Concatenate()([L.Flatten()(inp), L.Flatten()(h)]))
     model = keras.Model(inp, L.Dense(3, bias_initializer="ones")(h))
-    _check_dtd(model, np.random.uniform(0, 1, (6, 8, 8, 2)).astype("float32"),
-               **({"input_range": (0, 1)} if bounded else {}))
+    _check_dtd(
+        model,
+        np.random.uniform(0, 1, (6, 8, 8, 2)).astype("float32"),
+        **({"input_range": (0, 1)} if bounded else {}),
+    )
 
 
 def test_mixed_input_zbox_is_zbox_on_inputs_and_zplus_on_hidden_units_in_one_denominator():
@@ -175,6 +196,10 @@ def test_mixed_input_zbox_is_zbox_on_inputs_and_zplus_on_hidden_units_in_one_den
         h = np.maximum(xs @ w1 + b1, 0)
         q_input = xs[:, None] * w2[:d] - (-1.0) * np.maximum(w2[:d], 0) - 2.0 * np.minimum(w2[:d], 0)  # z^B
         q_hidden = np.maximum(h[:, None] * w2[d:], 0)  # z⁺ (h >= 0)
-        r_c = proportional(np.concatenate([q_input, q_hidden]), np.maximum(model.predict_on_batch(xs[None])[0], 0))
-        expected = r_c[:d] + rule_relevance("zbox", xs, w1, r_c[d:], low=np.full(d, -1.0), high=np.full(d, 2.0))
+        r_c = proportional(
+            np.concatenate([q_input, q_hidden]), np.maximum(model.predict_on_batch(xs[None])[0], 0)
+        )
+        expected = r_c[:d] + rule_relevance(
+            "zbox", xs, w1, r_c[d:], low=np.full(d, -1.0), high=np.full(d, 2.0)
+        )
         np.testing.assert_allclose(rs, expected, rtol=1e-6, atol=1e-10)

@@ -26,7 +26,9 @@ def test_hand_computed_aopc_deletion_and_insertion():
     inserted = metrics.insertion(model, x, x, steps=3, perturbation="constant")
     np.testing.assert_allclose(inserted.curves, [[0, 3, 5, 6]])
     np.testing.assert_allclose(inserted.score, [(0 / 2 + 3 + 5 + 6 / 2) / 3])
-    np.testing.assert_allclose(metrics.pixel_flipping(model, x, x, steps=3, order="lerf").curves, [[6, 5, 3, 0]])
+    np.testing.assert_allclose(
+        metrics.pixel_flipping(model, x, x, steps=3, order="lerf").curves, [[6, 5, 3, 0]]
+    )
 
 
 def test_exact_relevance_gives_the_steepest_morf_curve_on_a_linear_model():
@@ -50,11 +52,15 @@ def test_images_patches_and_perturbations():
     x = np.random.default_rng(0).uniform(0, 1, (3, 6, 6, 2)).astype("float32")
     r = np.random.default_rng(1).normal(size=x.shape)
     for perturbation in metrics.PERTURBATIONS:
-        result = metrics.pixel_flipping(model, x, r, patch=2, steps=9, perturbation=perturbation, neuron_selection=1)
+        result = metrics.pixel_flipping(
+            model, x, r, patch=2, steps=9, perturbation=perturbation, neuron_selection=1
+        )
         assert result.curves.shape == (3, 10)
         dense = model.layers[-1]  # step 0 is the unperturbed logit (the softmax is stripped)
         z = keras.Model(model.inputs, model.layers[-2].output).predict(x, verbose=0) @ dense.get_weights()[0]
-        np.testing.assert_allclose(result.curves[:, 0], z[:, 1] + dense.get_weights()[1][1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            result.curves[:, 0], z[:, 1] + dense.get_weights()[1][1], rtol=1e-5, atol=1e-6
+        )
         assert not np.allclose(result.curves[:, -1], result.curves[:, 0])
     # patch 3 on 6×6: 4 patches, each 3×3 with both channels
     result = metrics.deletion(model, x, r, patch=3, steps=4)

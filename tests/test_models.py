@@ -159,6 +159,7 @@ def test_two_inputs_and_a_shared_layer():
             warnings.simplefilter("ignore", ZeroRelevanceWarning)
             ra, rb = analyzer.analyze([xa, xb], neuron_selection=selection)
         chosen = f.argmax(axis=1) if isinstance(selection, str) else selection
-        np.testing.assert_allclose(ra.sum(axis=1) + rb.sum(axis=1), np.maximum(f[np.arange(8), chosen], 0),
-                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            ra.sum(axis=1) + rb.sum(axis=1), np.maximum(f[np.arange(8), chosen], 0), rtol=1e-5, atol=1e-7
+        )
         assert min(ra.min(), rb.min()) >= 0

@@ -40,11 +40,24 @@ def test_custom_rule_example():
 def test_composite_example_runs_and_maps_have_the_input_shape():
     import keras
 
-    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 3, activation="relu"),
-                              keras.layers.AveragePooling2D(2), keras.layers.Flatten(), keras.layers.Dense(4)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(3, 3, activation="relu"),
+            keras.layers.AveragePooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4),
+        ]
+    )
     x = np.random.default_rng(0).uniform(0, 1, (3, 6, 6, 1)).astype("float32")
     scope = {"model": model, "x": x, "keras": keras}
-    exec(_block("composites").replace("LRP(model, composites.EpsilonPlus())", "first = LRP(model, composites.EpsilonPlus()).analyze(x)")
-         .replace("LRP(model, composites.Composite(", "second = LRP(model, composites.Composite("), scope)
+    exec(
+        _block("composites")
+        .replace(
+            "LRP(model, composites.EpsilonPlus())", "first = LRP(model, composites.EpsilonPlus()).analyze(x)"
+        )
+        .replace("LRP(model, composites.Composite(", "second = LRP(model, composites.Composite("),
+        scope,
+    )
     assert scope["first"].shape == x.shape and scope["second"].shape == x.shape
     assert np.all(np.isfinite(scope["first"])) and np.abs(scope["second"]).sum() > 0

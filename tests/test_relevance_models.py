@@ -42,7 +42,9 @@ def test_min_max_forward_matches_numpy_and_its_bias_is_never_positive():
     x = np.random.default_rng(0).uniform(0, 1, (7, 4)).astype("float32")
     context = np.random.default_rng(1).normal(size=(7, 3)).astype("float32")
     layer([x, context])
-    v, v_context, d = (np.random.default_rng(k).normal(size=w.shape).astype("float32") for k, w in enumerate(layer.weights))
+    v, v_context, d = (
+        np.random.default_rng(k).normal(size=w.shape).astype("float32") for k, w in enumerate(layer.weights)
+    )
     layer.set_weights([v, v_context, d])
     a = np.minimum(context @ v_context + d, 0)
     np.testing.assert_allclose(layer([x, context]), np.maximum(x @ v + a, 0), rtol=1e-5, atol=1e-6)
@@ -72,7 +74,9 @@ def test_saved_model_gives_the_same_maps(detection_pooling, fitted, tmp_path):
     relevance_model.save(tmp_path / "minmax.npz")
     loaded = MinMax.load(tmp_path / "minmax.npz", model)
     assert (loaded.layer, loaded.units, loaded.rule) == ("features", 4, "zplus")
-    np.testing.assert_allclose(loaded.analyzer((0, 1)).analyze(x[:8]), relevance_model.analyzer((0, 1)).analyze(x[:8]))
+    np.testing.assert_allclose(
+        loaded.analyzer((0, 1)).analyze(x[:8]), relevance_model.analyzer((0, 1)).analyze(x[:8])
+    )
 
 
 def test_w2_rule_redistributes_by_squared_weights(detection_pooling, fitted):
@@ -82,7 +86,10 @@ def test_w2_rule_redistributes_by_squared_weights(detection_pooling, fitted):
     w2.min_max.set_weights(relevance_model.min_max.get_weights())
     activations, context, _ = w2.features(x[:5])
     v = w2.min_max.get_weights()[0]
-    y = np.maximum(activations @ v + np.minimum(context @ w2.min_max.get_weights()[1] + w2.min_max.get_weights()[2], 0), 0)
+    y = np.maximum(
+        activations @ v + np.minimum(context @ w2.min_max.get_weights()[1] + w2.min_max.get_weights()[2], 0),
+        0,
+    )
     expected = y @ (v**2 / (v**2).sum(axis=0)).T
     np.testing.assert_allclose(w2._redistribute(activations, context), expected, rtol=1e-4, atol=1e-6)
 
@@ -155,7 +162,9 @@ def test_taylor_with_a_given_root_and_no_root_in_the_domain():
     x = np.full((2, 3), 0.5, "float32")
     given = Taylor(model, root=np.zeros(3)).explain(x, neuron_selection=0)  # f = Σx + 5, before the softmax
     np.testing.assert_allclose(given.relevance, 0.5 * np.ones((2, 3)), rtol=1e-6)
-    np.testing.assert_allclose(given.root_value, 5.0) and np.testing.assert_allclose(given.remainder, 5.0, rtol=1e-6)
+    np.testing.assert_allclose(given.root_value, 5.0) and np.testing.assert_allclose(
+        given.remainder, 5.0, rtol=1e-6
+    )
     assert not given.converged.any()
     with pytest.warns(RootNotFoundWarning, match="2 of 2 samples"):
         searched = Taylor(model, input_range=(0, 1)).explain(x, neuron_selection=0)  # f ≥ 5 on the box

@@ -16,22 +16,43 @@ F32 = "float32"
 KERNEL_LAYERS = {
     "dense": ((7,), lambda: keras.layers.Dense(5, dtype=F64)),
     "conv1d_strided_same": ((9, 2), lambda: keras.layers.Conv1D(3, 3, strides=2, padding="same", dtype=F64)),
-    "conv1d_causal_dilated": ((8, 2), lambda: keras.layers.Conv1D(2, 2, padding="causal", dilation_rate=2, dtype=F64)),
+    "conv1d_causal_dilated": (
+        (8, 2),
+        lambda: keras.layers.Conv1D(2, 2, padding="causal", dilation_rate=2, dtype=F64),
+    ),
     "conv2d_strided_valid": ((6, 5, 2), lambda: keras.layers.Conv2D(3, (3, 2), strides=(2, 1), dtype=F64)),
-    "conv2d_same_dilated": ((6, 6, 1), lambda: keras.layers.Conv2D(2, 3, padding="same", dilation_rate=2, dtype=F64)),
+    "conv2d_same_dilated": (
+        (6, 6, 1),
+        lambda: keras.layers.Conv2D(2, 3, padding="same", dilation_rate=2, dtype=F64),
+    ),
     "conv3d_same": ((4, 3, 3, 2), lambda: keras.layers.Conv3D(2, 2, padding="same", dtype=F64)),
     "conv2d_grouped": ((5, 5, 4), lambda: keras.layers.Conv2D(6, 3, groups=2, padding="same", dtype=F64)),
-    "conv2d_group_per_channel": ((5, 5, 3), lambda: keras.layers.Conv2D(6, 3, groups=3, strides=2, dtype=F64)),
-    "depthwise1d_strided": ((8, 3), lambda: keras.layers.DepthwiseConv1D(3, strides=2, depth_multiplier=2, dtype=F64)),
-    "depthwise2d_same": ((6, 5, 2), lambda: keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2,
-                                                                         padding="same", dtype=F64)),
+    "conv2d_group_per_channel": (
+        (5, 5, 3),
+        lambda: keras.layers.Conv2D(6, 3, groups=3, strides=2, dtype=F64),
+    ),
+    "depthwise1d_strided": (
+        (8, 3),
+        lambda: keras.layers.DepthwiseConv1D(3, strides=2, depth_multiplier=2, dtype=F64),
+    ),
+    "depthwise2d_same": (
+        (6, 5, 2),
+        lambda: keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same", dtype=F64),
+    ),
     "depthwise2d_dilated": ((7, 7, 2), lambda: keras.layers.DepthwiseConv2D(3, dilation_rate=2, dtype=F64)),
     "conv1d_transpose": ((5, 2), lambda: keras.layers.Conv1DTranspose(3, 3, strides=2, dtype=F64)),
-    "conv2d_transpose_same": ((4, 3, 2), lambda: keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same",
-                                                                              dtype=F64)),
-    "conv2d_transpose_output_padding": ((3, 3, 1), lambda: keras.layers.Conv2DTranspose(
-        2, 3, strides=2, output_padding=1, dtype=F64)),
-    "conv3d_transpose": ((3, 2, 2, 1), lambda: keras.layers.Conv3DTranspose(2, 2, strides=(2, 1, 1), dtype=F64)),
+    "conv2d_transpose_same": (
+        (4, 3, 2),
+        lambda: keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same", dtype=F64),
+    ),
+    "conv2d_transpose_output_padding": (
+        (3, 3, 1),
+        lambda: keras.layers.Conv2DTranspose(2, 3, strides=2, output_padding=1, dtype=F64),
+    ),
+    "conv3d_transpose": (
+        (3, 2, 2, 1),
+        lambda: keras.layers.Conv3DTranspose(2, 2, strides=(2, 1, 1), dtype=F64),
+    ),
 }
 
 LOW, HIGH = -1.5, 2.0
@@ -100,10 +121,19 @@ def test_separable_conv_is_a_depthwise_then_a_pointwise_map(rule_name):
     for xs, rs in zip(x, relevance):
         h = xs.ravel() @ m1
         r_out = np.maximum(h @ m2 + b2, 0)
-        r_h = rule_relevance(rule_name, h, m2, r_out, bias=b2, low=np.full(h.size, LOW),
-                             high=np.full(h.size, HIGH), **params)
-        expected = rule_relevance(rule_name, xs.ravel(), m1, r_h, bias=np.zeros(h.size), low=np.full(xs.size, LOW),
-                                  high=np.full(xs.size, HIGH), **params)
+        r_h = rule_relevance(
+            rule_name, h, m2, r_out, bias=b2, low=np.full(h.size, LOW), high=np.full(h.size, HIGH), **params
+        )
+        expected = rule_relevance(
+            rule_name,
+            xs.ravel(),
+            m1,
+            r_h,
+            bias=np.zeros(h.size),
+            low=np.full(xs.size, LOW),
+            high=np.full(xs.size, HIGH),
+            **params,
+        )
         np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-5, atol=1e-8)
 
 
@@ -140,22 +170,41 @@ def test_zplus_on_relu_inputs_uses_only_positive_weights():
 
 POOL_LAYERS = {
     "avg2d": ((6, 6, 2), lambda: keras.layers.AveragePooling2D(2, dtype=F64)),
-    "avg2d_same_overlap": ((5, 5, 1), lambda: keras.layers.AveragePooling2D(3, strides=2, padding="same", dtype=F64)),
+    "avg2d_same_overlap": (
+        (5, 5, 1),
+        lambda: keras.layers.AveragePooling2D(3, strides=2, padding="same", dtype=F64),
+    ),
     "avg1d": ((7, 2), lambda: keras.layers.AveragePooling1D(2, dtype=F64)),
     "avg3d": ((4, 4, 2, 1), lambda: keras.layers.AveragePooling3D(2, dtype=F32)),  # no float64 kernel on CPU
     "global_avg2d": ((3, 4, 2), lambda: keras.layers.GlobalAveragePooling2D(dtype=F64)),
 }
 
 MAX_LAYERS = {
-    "max2d": ((6, 6, 2), lambda: keras.layers.MaxPooling2D(2, dtype=F64), lambda: keras.layers.AveragePooling2D(2, dtype=F64)),
+    "max2d": (
+        (6, 6, 2),
+        lambda: keras.layers.MaxPooling2D(2, dtype=F64),
+        lambda: keras.layers.AveragePooling2D(2, dtype=F64),
+    ),
     "max2d_same_overlap": (
         (5, 5, 1),
         lambda: keras.layers.MaxPooling2D(3, strides=2, padding="same", dtype=F64),
         lambda: keras.layers.AveragePooling2D(3, strides=2, padding="same", dtype=F64),
     ),
-    "max1d": ((7, 2), lambda: keras.layers.MaxPooling1D(2, dtype=F64), lambda: keras.layers.AveragePooling1D(2, dtype=F64)),
-    "max3d": ((4, 4, 2, 1), lambda: keras.layers.MaxPooling3D(2, dtype=F32), lambda: keras.layers.AveragePooling3D(2, dtype=F32)),
-    "global_max1d": ((5, 3), lambda: keras.layers.GlobalMaxPooling1D(dtype=F64), lambda: keras.layers.GlobalAveragePooling1D(dtype=F64)),
+    "max1d": (
+        (7, 2),
+        lambda: keras.layers.MaxPooling1D(2, dtype=F64),
+        lambda: keras.layers.AveragePooling1D(2, dtype=F64),
+    ),
+    "max3d": (
+        (4, 4, 2, 1),
+        lambda: keras.layers.MaxPooling3D(2, dtype=F32),
+        lambda: keras.layers.AveragePooling3D(2, dtype=F32),
+    ),
+    "global_max1d": (
+        (5, 3),
+        lambda: keras.layers.GlobalMaxPooling1D(dtype=F64),
+        lambda: keras.layers.GlobalAveragePooling1D(dtype=F64),
+    ),
 }
 
 
@@ -246,8 +295,11 @@ def test_zplus_before_a_batch_norm_whose_scale_decides_the_sign(layer_name, scal
     the kernel layer exactly where s_j < 0, which is known at run time only. There z⁺ takes
     q_ij = (x_i w_ij)⁻; with positive scales the negative side never runs."""
     shape = (5,) if layer_name == "dense" else (4, 4, 2)
-    kernel_layer = keras.layers.Dense(4, dtype=F64) if layer_name == "dense" else keras.layers.Conv2D(
-        4, 3, strides=2, padding="same", dtype=F64)
+    kernel_layer = (
+        keras.layers.Dense(4, dtype=F64)
+        if layer_name == "dense"
+        else keras.layers.Conv2D(4, 3, strides=2, padding="same", dtype=F64)
+    )
     batch_norm = keras.layers.BatchNormalization(dtype=F64)
     inp = keras.Input(shape, dtype=F64)
     hidden = kernel_layer(keras.layers.ReLU(dtype=F64)(inp))
@@ -321,8 +373,10 @@ def test_epsilon_to_zero_approaches_z():
     model = _bias_free_net()
     x = np.random.uniform(-1, 1, (4, 6, 6, 2))
     z = Analyzer(model, lrp(rules.Z()), positive_output=False).analyze(x)
-    gaps = [np.abs(Analyzer(model, lrp(rules.Epsilon(eps)), positive_output=False).analyze(x) - z).max()
-            for eps in (1e-2, 1e-5, 1e-8)]
+    gaps = [
+        np.abs(Analyzer(model, lrp(rules.Epsilon(eps)), positive_output=False).analyze(x) - z).max()
+        for eps in (1e-2, 1e-5, 1e-8)
+    ]
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-5 * np.abs(z).max()
 
 
@@ -334,8 +388,19 @@ def test_alpha1_beta0_without_bias_equals_zplus():
     np.testing.assert_allclose(ab, zplus, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("rule", [rules.Z(), rules.ZPlus(), rules.WSquare(), rules.Flat(), rules.Gamma(0.5),
-                                  rules.Gamma(0.5, sign_aware=True), rules.ZBox(-1, 1)], ids=repr)
+@pytest.mark.parametrize(
+    "rule",
+    [
+        rules.Z(),
+        rules.ZPlus(),
+        rules.WSquare(),
+        rules.Flat(),
+        rules.Gamma(0.5),
+        rules.Gamma(0.5, sign_aware=True),
+        rules.ZBox(-1, 1),
+    ],
+    ids=repr,
+)
 def test_conservation_on_a_bias_free_net(rule):
     """Rules whose denominators are the sums of their numerators conserve relevance layer by
     layer. (αβ conserves only where an output has both positive and negative contributions;
@@ -354,7 +419,9 @@ def test_standalone_batch_norm_matches_numpy(rule_name):
     layer = keras.layers.BatchNormalization(dtype=F64)
     model = _single_layer_model(shape, layer)
     rng = np.random.default_rng(0)
-    layer.set_weights([rng.uniform(-1.5, 1.5, 5), rng.normal(0, 0.5, 5), rng.normal(0, 0.5, 5), rng.uniform(0.5, 2, 5)])
+    layer.set_weights(
+        [rng.uniform(-1.5, 1.5, 5), rng.normal(0, 0.5, 5), rng.normal(0, 0.5, 5), rng.uniform(0.5, 2, 5)]
+    )
     rule, params = RULES[rule_name]
     x = rng.uniform(LOW, HIGH, (3,) + shape)
     relevance = Analyzer(model, lrp(rule), positive_output=False).analyze(x, neuron_selection="all")

@@ -17,21 +17,33 @@ L = keras.layers
 MAPS = {  # name: (sample shape, layer, whether the transposed map is written directly)
     "dense": ((7,), lambda: L.Dense(5, dtype=F64), True),
     "dense_rank3": ((3, 4), lambda: L.Dense(2, dtype=F64), False),
-    "conv2d_same_strided_even": ((6, 4, 2), lambda: L.Conv2D(3, 3, strides=2, padding="same", dtype=F64),
-                                 True),
+    "conv2d_same_strided_even": (
+        (6, 4, 2),
+        lambda: L.Conv2D(3, 3, strides=2, padding="same", dtype=F64),
+        True,
+    ),
     "conv2d_valid_strided": ((7, 5, 2), lambda: L.Conv2D(2, (3, 2), strides=(2, 3), dtype=F64), True),
-    "conv2d_channels_first": ((2, 5, 4), lambda: L.Conv2D(3, 3, strides=2, padding="same",
-                                                          data_format="channels_first", dtype=F64), True),
+    "conv2d_channels_first": (
+        (2, 5, 4),
+        lambda: L.Conv2D(3, 3, strides=2, padding="same", data_format="channels_first", dtype=F64),
+        True,
+    ),
     "conv2d_dilated": ((6, 6, 1), lambda: L.Conv2D(2, 3, padding="same", dilation_rate=2, dtype=F64), False),
     "conv2d_grouped": ((5, 5, 4), lambda: L.Conv2D(6, 3, groups=2, padding="same", dtype=F64), False),
     "conv1d_causal": ((8, 2), lambda: L.Conv1D(2, 2, padding="causal", dtype=F64), False),
     "conv3d": ((4, 3, 3, 2), lambda: L.Conv3D(2, 2, padding="same", dtype=F64), False),
-    "depthwise2d_same_strided": ((6, 5, 2), lambda: L.DepthwiseConv2D(3, strides=2, depth_multiplier=2,
-                                                                      padding="same", dtype=F64), True),
+    "depthwise2d_same_strided": (
+        (6, 5, 2),
+        lambda: L.DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same", dtype=F64),
+        True,
+    ),
     "depthwise2d_valid": ((5, 6, 3), lambda: L.DepthwiseConv2D((2, 3), dtype=F64), True),
     "depthwise1d": ((8, 3), lambda: L.DepthwiseConv1D(3, strides=2, dtype=F64), False),
-    "conv2d_transpose": ((4, 3, 2), lambda: L.Conv2DTranspose(2, 3, strides=2, padding="same", dtype=F64),
-                         False),
+    "conv2d_transpose": (
+        (4, 3, 2),
+        lambda: L.Conv2DTranspose(2, 3, strides=2, padding="same", dtype=F64),
+        False,
+    ),
     "average_pooling": ((4, 4, 2), lambda: L.AveragePooling2D(2, dtype=F64), False),
 }
 

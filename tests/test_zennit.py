@@ -48,7 +48,9 @@ def _single_rule(rule):
     """``rule`` on every Dense/Conv, and zennit's layer_map_base elsewhere: Norm (z with the
     stabilizer) on average pooling and sums, Pass on BatchNorm and activations."""
     norm = rules.Z(stabilizer=EPS)
-    return composites.Composite({"kernel": rule, "pool": norm, "add": norm, "batch_norm": rules.PassThrough()})
+    return composites.Composite(
+        {"kernel": rule, "pool": norm, "add": norm, "batch_norm": rules.PassThrough()}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,9 @@ def models():
         model = build(keras)
         weights = [DATA[f"{name}/weights/{i}"] for i in range(len(model.get_weights()))]
         model.set_weights(weights)
-        np.testing.assert_allclose(model.predict(DATA[f"{name}/x"], verbose=0), DATA[f"{name}/logits"], atol=1e-5)
+        np.testing.assert_allclose(
+            model.predict(DATA[f"{name}/x"], verbose=0), DATA[f"{name}/logits"], atol=1e-5
+        )
         built[name] = model
     return built
 
@@ -70,7 +74,9 @@ def _compare(model, composite, model_name, case):
         expected = DATA[f"{model_name}/{case}/{mode}"]
         got = analyzer.analyze(x, neuron_selection=selection)
         scale = max(np.abs(expected).max(), 1e-12)
-        np.testing.assert_allclose(got, expected, atol=1e-4 * scale, rtol=0, err_msg=f"{model_name} {case} {mode}")
+        np.testing.assert_allclose(
+            got, expected, atol=1e-4 * scale, rtol=0, err_msg=f"{model_name} {case} {mode}"
+        )
 
 
 @pytest.mark.parametrize("model_name", parity_models.ZENNIT_MODELS)

@@ -12,12 +12,14 @@ def _randomize_batch_norms(model):
     for layer in _all_layers(model):
         if isinstance(layer, L.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape),
-                rng.uniform(-0.1, 0.1, beta.shape),
-                rng.uniform(-0.2, 0.2, mean.shape),
-                rng.uniform(0.5, 2.0, var.shape),
-            ])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.uniform(-0.1, 0.1, beta.shape),
+                    rng.uniform(-0.2, 0.2, mean.shape),
+                    rng.uniform(0.5, 2.0, var.shape),
+                ]
+            )
     return model
 
 
@@ -29,13 +31,16 @@ def _all_layers(model):
 
 
 def mlp():
-    return keras.Sequential([
-        keras.Input((10,)),
-        L.Dense(16, activation="relu"),
-        L.Dropout(0.5),
-        L.Dense(8, activation="relu"),
-        L.Dense(3),
-    ], name="mlp")
+    return keras.Sequential(
+        [
+            keras.Input((10,)),
+            L.Dense(16, activation="relu"),
+            L.Dropout(0.5),
+            L.Dense(8, activation="relu"),
+            L.Dense(3),
+        ],
+        name="mlp",
+    )
 
 
 def cnn_max_avg():
@@ -98,12 +103,15 @@ def conv_bn_relu():
 
 
 def backbone():
-    return keras.Sequential([
-        keras.Input((12, 12, 1)),
-        L.Conv2D(4, 3, activation="relu"),
-        L.MaxPooling2D(2),
-        L.Conv2D(6, 3, activation="relu"),
-    ], name="backbone")
+    return keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            L.Conv2D(4, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(6, 3, activation="relu"),
+        ],
+        name="backbone",
+    )
 
 
 def nested_backbone(net=None):
@@ -183,7 +191,9 @@ def _channels_last_twin(model):
 
 def inputs_for(model, n=6, seed=0):
     """Inputs in [0, 1] for ``model`` (one sample per row)."""
-    return np.random.default_rng(seed).uniform(0, 1, (n,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+    return (
+        np.random.default_rng(seed).uniform(0, 1, (n,) + tuple(model.inputs[0].shape[1:])).astype("float32")
+    )
 
 
 def logits(model, x):

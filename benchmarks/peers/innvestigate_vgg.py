@@ -42,10 +42,18 @@ def build(layers, weights, input_shape):
     for spec in layers:
         kind = spec["type"]
         if kind == "Conv2D":
-            layer = keras.layers.Conv2D(spec["filters"], spec["kernel_size"], strides=spec["strides"],
-                                        padding=spec["padding"], activation=spec["activation"], name=spec["name"])
+            layer = keras.layers.Conv2D(
+                spec["filters"],
+                spec["kernel_size"],
+                strides=spec["strides"],
+                padding=spec["padding"],
+                activation=spec["activation"],
+                name=spec["name"],
+            )
         elif kind == "MaxPooling2D":
-            layer = keras.layers.MaxPooling2D(spec["pool_size"], spec["strides"], spec["padding"], name=spec["name"])
+            layer = keras.layers.MaxPooling2D(
+                spec["pool_size"], spec["strides"], spec["padding"], name=spec["name"]
+            )
         elif kind == "Flatten":
             layer = keras.layers.Flatten(name=spec["name"])
         elif kind == "Dense":
@@ -70,17 +78,23 @@ def main():
     model = build(json.loads(str(case["layers"])), case, x.shape[1:])
     logits = model.predict(x, verbose=0)
 
-    result = {"version": "2.1.2", "tensorflow": tf.__version__, "methods": {},
-              "logits_max_abs_diff": float(np.abs(logits - case["logits"]).max()),
-              "notes": "TF %s graph mode (tf.compat.v1.disable_eager_execution); `gradient` is iNNvestigate's "
-                       "gradient analyzer" % tf.__version__}
+    result = {
+        "version": "2.1.2",
+        "tensorflow": tf.__version__,
+        "methods": {},
+        "logits_max_abs_diff": float(np.abs(logits - case["logits"]).max()),
+        "notes": "TF %s graph mode (tf.compat.v1.disable_eager_execution); `gradient` is iNNvestigate's "
+        "gradient analyzer" % tf.__version__,
+    }
     analyzers, maps = {}, {}
     for label, (name, kwargs) in METHODS.items():
         start = time.perf_counter()
         analyzers[label] = innvestigate.create_analyzer(name, model, **kwargs)
         maps[label] = np.asarray(analyzers[label].analyze(x), dtype="float32")
-        result["methods"][label] = {"build_s": time.perf_counter() - start, "label": f"{name}"
-                                    + (f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "")}
+        result["methods"][label] = {
+            "build_s": time.perf_counter() - start,
+            "label": f"{name}" + (f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else ""),
+        }
     np.savez(args.out, **maps)
 
     names = list(METHODS)
