@@ -35,19 +35,36 @@ import sys
 import time
 
 FAMILIES = {  # family: (keras.applications module with its preprocess_input, smallest input size)
-    "VGG16": ("vgg16", 32), "ResNet50": ("resnet", 32), "ResNet50V2": ("resnet_v2", 32),
-    "DenseNet121": ("densenet", 32), "InceptionV3": ("inception_v3", 75), "Xception": ("xception", 71),
-    "NASNetMobile": ("nasnet", 32), "MobileNet": ("mobilenet", 32), "MobileNetV2": ("mobilenet_v2", 32),
-    "MobileNetV3Small": ("mobilenet_v3", 32), "EfficientNetB0": ("efficientnet", 32),
-    "EfficientNetV2B0": ("efficientnet_v2", 32), "ConvNeXtTiny": ("convnext", 32),
+    "VGG16": ("vgg16", 32),
+    "ResNet50": ("resnet", 32),
+    "ResNet50V2": ("resnet_v2", 32),
+    "DenseNet121": ("densenet", 32),
+    "InceptionV3": ("inception_v3", 75),
+    "Xception": ("xception", 71),
+    "NASNetMobile": ("nasnet", 32),
+    "MobileNet": ("mobilenet", 32),
+    "MobileNetV2": ("mobilenet_v2", 32),
+    "MobileNetV3Small": ("mobilenet_v3", 32),
+    "EfficientNetB0": ("efficientnet", 32),
+    "EfficientNetV2B0": ("efficientnet_v2", 32),
+    "ConvNeXtTiny": ("convnext", 32),
     "InceptionResNetV2": ("inception_resnet_v2", 75),
-}  # fmt: skip
+}
 BUILT_IN_PREPROCESSING = {"MobileNetV3Small", "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny"}
 COLUMNS = [
-    "family", "input size", "layers", "build s (DTD)", "first call s (gradient)", "build ratio",
-    "DTD ms/batch", "gradient ms/batch", "ratio", "peak RSS MB (model → after analyze)",
-    "conservation error", "negative share",
-]  # fmt: skip
+    "family",
+    "input size",
+    "layers",
+    "build s (DTD)",
+    "first call s (gradient)",
+    "build ratio",
+    "DTD ms/batch",
+    "gradient ms/batch",
+    "ratio",
+    "peak RSS MB (model → after analyze)",
+    "conservation error",
+    "negative share",
+]
 
 
 def rss_mb():
@@ -133,8 +150,19 @@ def run_family(family, size, batch, repeats):
     last stdout line of each is its JSON result."""
     result = {}
     for extra in (["--gradient-only"], []):
-        command = [sys.executable, __file__, "--worker", family, "--size", str(size), "--batch", str(batch),
-                   "--repeats", str(repeats), *extra]  # fmt: skip
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            family,
+            "--size",
+            str(size),
+            "--batch",
+            str(batch),
+            "--repeats",
+            str(repeats),
+            *extra,
+        ]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         lines = done.stdout.strip().splitlines()
@@ -154,11 +182,16 @@ def row(family, size, r):
         return head + [f"**{r['error'].replace('|', '/')}**"] + ["—"] * 5 + [rss, "—", "—"]
     build_ratio = r["build_s"] / r["grad_first_s"]
     return head + [
-        f"{r['build_s']:.2f}", f"{r['grad_first_s']:.2f}", f"{build_ratio:.1f}×",
-        f"{r['dtd_ms']:.1f}", f"{r['grad_ms']:.1f}", f"{r['ratio']:.2f}×",
+        f"{r['build_s']:.2f}",
+        f"{r['grad_first_s']:.2f}",
+        f"{build_ratio:.1f}×",
+        f"{r['dtd_ms']:.1f}",
+        f"{r['grad_ms']:.1f}",
+        f"{r['ratio']:.2f}×",
         f"{r['rss_model']:.0f} → {r['rss_analyze']:.0f}",
-        f"{r['conservation']:.1e}", f"{r['negative']:.3g}",
-    ]  # fmt: skip
+        f"{r['conservation']:.1e}",
+        f"{r['negative']:.3g}",
+    ]
 
 
 def main():

@@ -21,10 +21,10 @@ def worker(what, blocks):
     import keras
     import numpy as np
     import tensorflow as tf
-
-    import keras_dtd
     from bench_core import gradient_function
     from suite import build_model
+
+    import keras_dtd
 
     keras.utils.set_random_seed(0)
     model = build_model("dense_chain", {"blocks": blocks})

@@ -50,8 +50,12 @@ def main():
         "| model | analyzer | max relative conservation error | max negative share | distance to DTD: max abs(R − R_DTD) / max abs(R_DTD) |"
     )
     print("|---|---|---|---|---|")
-    for name, data in (("cnn_pool", innvestigate), ("cnn_strided_gap", innvestigate), ("concat", innvestigate),
-                       ("residual", zennit)):  # fmt: skip
+    for name, data in (
+        ("cnn_pool", innvestigate),
+        ("cnn_strided_gap", innvestigate),
+        ("concat", innvestigate),
+        ("residual", zennit),
+    ):
         model, x = _model(name, data), data[f"{name}/x"]
         f = model.predict(x, verbose=0).max(axis=1)
         rows = {"keras_dtd DTD(input_range=(-1, 1))": keras_dtd.DTD(model, input_range=(-1, 1)).analyze(x)}

@@ -57,10 +57,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS = {  # library: (environment variable, default python, script)
-    "iNNvestigate": ("KERAS_DTD_INNVESTIGATE_PYTHON", "/work/fixture-envs/innvestigate/bin/python",
-                     HERE / "peers" / "innvestigate_vgg.py"),
-    "zennit": ("KERAS_DTD_ZENNIT_PYTHON", "/work/fixture-envs/zennit/bin/python", HERE / "peers" / "zennit_vgg.py"),
-}  # fmt: skip
+    "iNNvestigate": (
+        "KERAS_DTD_INNVESTIGATE_PYTHON",
+        "/work/fixture-envs/innvestigate/bin/python",
+        HERE / "peers" / "innvestigate_vgg.py",
+    ),
+    "zennit": (
+        "KERAS_DTD_ZENNIT_PYTHON",
+        "/work/fixture-envs/zennit/bin/python",
+        HERE / "peers" / "zennit_vgg.py",
+    ),
+}
 
 FULL = {
     "models": ["mlp", "vgg", "resnet50", "densenet"],
@@ -108,7 +115,6 @@ def rss_mb():
 def build_model(name, params):
     """A Keras model and its input shape (without the batch axis). Inputs are in [0, 1]."""
     import keras
-
     from bench_core import vgg_style
 
     L = keras.layers
@@ -188,16 +194,21 @@ def case_worker(spec):
     import keras
     import numpy as np
     import tensorflow as tf
+    from bench_core import gradient_function
 
     import keras_dtd
-    from bench_core import gradient_function
 
     batches, jit, repeats, build_batch = spec["batches"], spec["jit"], spec["repeats"], spec["build_batch"]
     keras.utils.set_random_seed(0)
     origin = keras_dtd.__file__
     model = build_model(spec["model"], spec.get("params", {}))
-    result = {"layers": len(model.layers), "params": int(model.count_params()), "macs": forward_macs(model),
-              "rss_model": rss_mb(), "keras_dtd_file": origin}  # fmt: skip
+    result = {
+        "layers": len(model.layers),
+        "params": int(model.count_params()),
+        "macs": forward_macs(model),
+        "rss_model": rss_mb(),
+        "keras_dtd_file": origin,
+    }
     shape = tuple(model.input_shape[1:])
     x = np.random.default_rng(0).uniform(0, 1, (max(batches + [build_batch]),) + shape).astype("float32")
     xs = {b: x[:b] for b in set(batches + [build_batch])}
@@ -275,9 +286,9 @@ def sweep_worker(spec):
     import keras
     import numpy as np
     import tensorflow as tf
+    from bench_core import gradient_function
 
     import keras_dtd
-    from bench_core import gradient_function
 
     b, repeats = spec["batch"], spec["repeats"]
     entries = []
@@ -291,8 +302,15 @@ def sweep_worker(spec):
         for _ in range(2):  # build, then one warm call each
             analyzer.analyze(x)
             gradient(x_tensor).numpy()
-        entries.append((n, {"dtd": lambda a=analyzer, x=x: a.analyze(x),
-                            "grad": lambda g=gradient, t=x_tensor: g(t).numpy()}))  # fmt: skip
+        entries.append(
+            (
+                n,
+                {
+                    "dtd": lambda a=analyzer, x=x: a.analyze(x),
+                    "grad": lambda g=gradient, t=x_tensor: g(t).numpy(),
+                },
+            )
+        )
     for (
         _,
         calls,
@@ -307,11 +325,19 @@ def sweep_worker(spec):
                 start = time.perf_counter()
                 calls[name]()
                 times[n][name].append(1000 * (time.perf_counter() - start))
-    return {"keras_dtd_file": keras_dtd.__file__, "per_value": {
-        str(n): {"dtd_ms": statistics.median(t["dtd"]), "grad_ms": statistics.median(t["grad"]),
-                 "ratio": statistics.median(d / g for d, g in zip(t["dtd"], t["grad"])),
-                 "dtd_all": t["dtd"], "grad_all": t["grad"]}
-        for n, t in times.items()}}  # fmt: skip
+    return {
+        "keras_dtd_file": keras_dtd.__file__,
+        "per_value": {
+            str(n): {
+                "dtd_ms": statistics.median(t["dtd"]),
+                "grad_ms": statistics.median(t["grad"]),
+                "ratio": statistics.median(d / g for d, g in zip(t["dtd"], t["grad"])),
+                "dtd_all": t["dtd"],
+                "grad_all": t["grad"],
+            }
+            for n, t in times.items()
+        },
+    }
 
 
 # ----------------------------------------------------------------- worker: keras_dtd on the peers' case
@@ -331,9 +357,9 @@ def peers_worker(spec):
     import keras
     import numpy as np
     import tensorflow as tf
+    from bench_core import gradient_function, vgg_style
 
     import keras_dtd
-    from bench_core import gradient_function, vgg_style
     from keras_dtd import composites, rules
 
     batch, repeats, out = spec["batch"], spec["repeats"], Path(spec["dir"])
@@ -345,8 +371,13 @@ def peers_worker(spec):
     for layer in model.layers:
         config = {"name": layer.name, "type": type(layer).__name__}
         if isinstance(layer, keras.layers.Conv2D):
-            config.update(filters=layer.filters, kernel_size=list(layer.kernel_size), strides=list(layer.strides),
-                          padding=layer.padding, activation=keras.activations.serialize(layer.activation))  # fmt: skip
+            config.update(
+                filters=layer.filters,
+                kernel_size=list(layer.kernel_size),
+                strides=list(layer.strides),
+                padding=layer.padding,
+                activation=keras.activations.serialize(layer.activation),
+            )
         elif isinstance(layer, keras.layers.MaxPooling2D):
             config.update(pool_size=list(layer.pool_size), strides=list(layer.strides), padding=layer.padding)
         elif isinstance(layer, keras.layers.Dense):
@@ -381,9 +412,13 @@ def peers_worker(spec):
         "LRP z⁺": lambda: keras_dtd.LRP(model, rules.ZPlus()),
         "Gradient analyzer": lambda: keras_dtd.Gradient(model),
     }
-    result = {"methods": {}, "version": getattr(keras_dtd, "__version__", ""), "keras_dtd_file": keras_dtd.__file__,
-              "logits_max_abs": float(np.abs(logits).max()),
-              "negative_top_logits": int((logits.max(axis=1) <= 0).sum())}  # fmt: skip
+    result = {
+        "methods": {},
+        "version": getattr(keras_dtd, "__version__", ""),
+        "keras_dtd_file": keras_dtd.__file__,
+        "logits_max_abs": float(np.abs(logits).max()),
+        "negative_top_logits": int((logits.max(axis=1) <= 0).sum()),
+    }
     start = time.perf_counter()
     gradient(x_tensor).numpy()
     result["methods"]["gradient"] = {"build_s": time.perf_counter() - start, "label": LABELS["gradient"]}
@@ -466,8 +501,14 @@ LOADS = []  # 1-minute load average before each case
 def run_case(cfg, model, params, batches, build_batch, jit, repeats):
     load = os.getloadavg()[0]
     LOADS.append(load)
-    spec = {"model": model, "params": params, "batches": batches, "build_batch": build_batch, "jit": jit,
-            "repeats": repeats}  # fmt: skip
+    spec = {
+        "model": model,
+        "params": params,
+        "batches": batches,
+        "build_batch": build_batch,
+        "jit": jit,
+        "repeats": repeats,
+    }
     grad = run_worker("case", dict(spec, gradient_only=True), cfg["timeout"])
     result = run_worker("case", spec, cfg["timeout"])
     if "error" in grad:
@@ -477,8 +518,10 @@ def run_case(cfg, model, params, batches, build_batch, jit, repeats):
             result[key] = grad[key]
     result["wall_s"] = result.get("wall_s", 0) + grad.get("wall_s", 0)
     result["load"] = load
-    log(f"{model} {params} jit={jit}: {'ERROR ' + result['error'] if 'error' in result else 'ok'} "
-        f"({result['wall_s']:.0f} s)")  # fmt: skip
+    log(
+        f"{model} {params} jit={jit}: {'ERROR ' + result['error'] if 'error' in result else 'ok'} "
+        f"({result['wall_s']:.0f} s)"
+    )
     return result
 
 
@@ -667,9 +710,11 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     )
     src, measured, end = meta["source_start"], meta["source_measured"], meta["source_end"]
     if meta["source"] == "HEAD":
-        what = (f"commit {src['commit']} as committed (`git archive HEAD keras_dtd`"
-                + (f"; the working tree's local changes in {', '.join(src['modified'])} were not measured)"
-                   if src["dirty"] else ")"))  # fmt: skip
+        what = f"commit {src['commit']} as committed (`git archive HEAD keras_dtd`" + (
+            f"; the working tree's local changes in {', '.join(src['modified'])} were not measured)"
+            if src["dirty"]
+            else ")"
+        )
     else:
         what = f"the working tree at commit {src['commit']}" + (
             f" with local changes in {', '.join(src['modified'])}" if src["dirty"] else " (no local changes)"
@@ -687,50 +732,75 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     add(f"- CPU: {meta['cpu']} × {meta['cpus']} (os.cpu_count), Linux {meta['kernel']}")
     add(f"- TF_ENABLE_ONEDNN_OPTS={meta['onednn']}")
     loads = sorted(LOADS) or [meta["load_start"]]
-    add(f"- load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f}, before each case "
+    add(
+        f"- load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f}, before each case "
         f"min {loads[0]:.2f} / median {statistics.median(loads):.2f} / max {loads[-1]:.2f} (the suite itself keeps about "
         "1 of the 2 cores busy): the machine is shared and noisy, so every figure is a median and ratios are medians "
-        "of per-pair ratios")  # fmt: skip
-    add(f"- repeats: models {cfg['repeats']} rounds (one round = one DTD and one gradient call per batch size, "
+        "of per-pair ratios"
+    )
+    add(
+        f"- repeats: models {cfg['repeats']} rounds (one round = one DTD and one gradient call per batch size, "
         f"the order alternating), growth {cfg['growth_repeats']}, peers {cfg['peer_passes']} passes × "
         f"{cfg['peer_repeats']} rounds; each after one "
-        "warm-up call per batch size; every case in a fresh interpreter (peak RSS = ru_maxrss of that case)")  # fmt: skip
-    add("- inputs: uniform random in [0, 1] (numpy seed 0); weights: Keras default initializers "
+        "warm-up call per batch size; every case in a fresh interpreter (peak RSS = ru_maxrss of that case)"
+    )
+    add(
+        "- inputs: uniform random in [0, 1] (numpy seed 0); weights: Keras default initializers "
         "(`keras.utils.set_random_seed(0)`); `DTD(model, input_range=(0, 1))` with `batch_size` = the largest "
         "batch, so every batch size runs one compiled call; gradient = `bench_core.gradient_function` "
-        "(tf.function gradient of the top logit w.r.t. the input, same `jit_compile`)")  # fmt: skip
+        "(tf.function gradient of the top logit w.r.t. the input, same `jit_compile`)"
+    )
     add("")
 
     # ----------------------------------------------------------------------------------- section 1
     add("## 1. Models: build, time per batch, ratio to the gradient, jit_compile, memory")
     add("")
-    add("Build = `DTD(...)` + first `analyze` of a batch of "
+    add(
+        "Build = `DTD(...)` + first `analyze` of a batch of "
         f"{cfg['build_batch']} (trace + compile + run); gradient first call = its first call on the same batch, "
         "in a second fresh interpreter. RSS: peak after building the Keras model, after the DTD build, after one DTD "
         "call at every batch size (before any gradient call), and at the end of the case (DTD and gradient at every "
         "batch size); the gradient-only interpreter's peak after its calls at every batch size. "
         "With `jit_compile=True` every new batch size compiles again: "
-        "\"warm-up s\" is the time of the first call at each of the other batch sizes (DTD / gradient).")  # fmt: skip
+        '"warm-up s" is the time of the first call at each of the other batch sizes (DTD / gradient).'
+    )
     add("")
-    add("| model | input | layers | params | forward MMAC/sample | jit | build s (DTD) | gradient first call s | "
+    add(
+        "| model | input | layers | params | forward MMAC/sample | jit | build s (DTD) | gradient first call s | "
         "build ratio | warm-up s (DTD / gradient) | RSS MB: model → DTD built → DTD at every batch size → case peak | "
         "RSS MB gradient-only peak | "
-        "DTD conservation error | load (1 min) before the case |")  # fmt: skip
+        "DTD conservation error | load (1 min) before the case |"
+    )
     add("|" + "---|" * 14)
     for (model, jit), r in models.items():
-        head = [MODEL_TITLES[model], r.get("input", "—"), str(r.get("layers", "—")), f"{r.get('params', 0) / 1e6:.2f} M"
-                if "params" in r else "—", f"{r['macs'] / 1e6:.1f}" if "macs" in r else "—", "on" if jit else "off"]  # fmt: skip
+        head = [
+            MODEL_TITLES[model],
+            r.get("input", "—"),
+            str(r.get("layers", "—")),
+            f"{r.get('params', 0) / 1e6:.2f} M" if "params" in r else "—",
+            f"{r['macs'] / 1e6:.1f}" if "macs" in r else "—",
+            "on" if jit else "off",
+        ]
         if "error" in r:
             add("| " + " | ".join(head + [f"**{clean(r['error'])}**"] + ["—"] * 7) + " |")
             continue
-        add("| " + " | ".join(head + [
-            f"{r['build_s']:.2f}", fmt(r.get("grad_first_s"), 2), fmt(r["build_s"] / r["grad_first_s"], 1, "×")
-            if r.get("grad_first_s") else "—",
-            f"{r['dtd_warmup_s']:.2f} / {r['grad_warmup_s']:.2f}",
-            f"{r['rss_model']:.0f} → {r['rss_build']:.0f} → {r['rss_dtd_all']:.0f} → {r['rss_peak']:.0f}",
-            fmt(r.get("rss_grad_peak"), 0), f"{r['conservation']:.1e}" if r.get("conservation") is not None else "—",
-            fmt(r.get("load"), 2),
-        ]) + " |")  # fmt: skip
+        add(
+            "| "
+            + " | ".join(
+                head
+                + [
+                    f"{r['build_s']:.2f}",
+                    fmt(r.get("grad_first_s"), 2),
+                    fmt(r["build_s"] / r["grad_first_s"], 1, "×") if r.get("grad_first_s") else "—",
+                    f"{r['dtd_warmup_s']:.2f} / {r['grad_warmup_s']:.2f}",
+                    f"{r['rss_model']:.0f} → {r['rss_build']:.0f} → {r['rss_dtd_all']:.0f} → {r['rss_peak']:.0f}",
+                    fmt(r.get("rss_grad_peak"), 0),
+                    f"{r['conservation']:.1e}" if r.get("conservation") is not None else "—",
+                    fmt(r.get("load"), 2),
+                ]
+            )
+            + " |"
+        )
     add("")
     add(
         "Time per batch (ms, medians) and DTD / gradient (median of the per-pair ratios; in brackets the "
@@ -738,8 +808,12 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     )
     add("")
     batches = cfg["batches"]
-    add("| model | jit | " + " | ".join(f"b={b}: DTD / gradient ms, ratio" for b in batches) + " | DTD ms/sample at b="
-        f"{batches[-1]} |")  # fmt: skip
+    add(
+        "| model | jit | "
+        + " | ".join(f"b={b}: DTD / gradient ms, ratio" for b in batches)
+        + " | DTD ms/sample at b="
+        f"{batches[-1]} |"
+    )
     add("|" + "---|" * (3 + len(batches)))
     for (model, jit), r in models.items():
         if "error" in r:
@@ -749,8 +823,11 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             p = r["per_batch"][str(b)]
             cells.append(f"{p['dtd_ms']:.1f} / {p['grad_ms']:.1f}, **{p['ratio']:.2f}×** {quartiles(p)}")
         last = r["per_batch"][str(batches[-1])]
-        add(f"| {MODEL_TITLES[model]} | {'on' if jit else 'off'} | " + " | ".join(cells) +
-            f" | {last['dtd_ms'] / batches[-1]:.2f} |")  # fmt: skip
+        add(
+            f"| {MODEL_TITLES[model]} | {'on' if jit else 'off'} | "
+            + " | ".join(cells)
+            + f" | {last['dtd_ms'] / batches[-1]:.2f} |"
+        )
     add("")
     if len(cfg["jit"]) == 2 and models:
         add(
@@ -779,14 +856,31 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     add("")
     verdicts = []
     sweeps = [
-        ("conv_chain", "depth", "conv layers", "Plain conv chain (depth): Input 32×32×3, N × Conv2D(32, 3×3, same, ReLU), "
-         "GAP, Dense(10)", "conv layer"),
-        ("dense_chain", "blocks", "blocks", "DenseNet-style chain (depth): Input 16×16×3, Conv2D(16) stem, N × [BatchNorm, "
-         "ReLU, Conv2D(12, 3×3), Concatenate with the block input], BN, ReLU, GAP, Dense(10); channels grow by 12 "
-         "per block, so multiply-adds grow quadratically with N", "block"),
-        ("vgg_size", "size", "px", "VGG-style CNN (input size): the CNN of bench_core at other input sizes (same "
-         "layers; Dense after Flatten resized)", "pixel"),
-    ]  # fmt: skip
+        (
+            "conv_chain",
+            "depth",
+            "conv layers",
+            "Plain conv chain (depth): Input 32×32×3, N × Conv2D(32, 3×3, same, ReLU), GAP, Dense(10)",
+            "conv layer",
+        ),
+        (
+            "dense_chain",
+            "blocks",
+            "blocks",
+            "DenseNet-style chain (depth): Input 16×16×3, Conv2D(16) stem, N × [BatchNorm, "
+            "ReLU, Conv2D(12, 3×3), Concatenate with the block input], BN, ReLU, GAP, Dense(10); channels grow by 12 "
+            "per block, so multiply-adds grow quadratically with N",
+            "block",
+        ),
+        (
+            "vgg_size",
+            "size",
+            "px",
+            "VGG-style CNN (input size): the CNN of bench_core at other input sizes (same "
+            "layers; Dense after Flatten resized)",
+            "pixel",
+        ),
+    ]
     for key, param, label, title, unit in sweeps:
         rows = growth.get(key, {})
         b = cfg["growth_batch"][key]
@@ -799,8 +893,10 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             f"{label if key != 'vgg_size' else 'pixels (size²)'}."
         )
         add("")
-        add(f"| {label} | layers | forward GMAC/batch | build s (DTD) | gradient first call s | DTD ms/batch | "
-            "gradient ms/batch | ratio | DTD ms per unit | gradient ms per unit | RSS MB case peak |")  # fmt: skip
+        add(
+            f"| {label} | layers | forward GMAC/batch | build s (DTD) | gradient first call s | DTD ms/batch | "
+            "gradient ms/batch | ratio | DTD ms per unit | gradient ms per unit | RSS MB case peak |"
+        )
         add("|" + "---|" * 11)
         ok = []
         for n, r in rows.items():
@@ -812,29 +908,46 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             p = r["per_batch"][str(b)]
             units = n * n if key == "vgg_size" else n
             ok.append((n, r, p))
-            add(f"| {n} | {r['layers']} | {r['macs'] * b / 1e9:.2f} | {r['build_s']:.2f} | {fmt(r.get('grad_first_s'), 2)} | "
+            add(
+                f"| {n} | {r['layers']} | {r['macs'] * b / 1e9:.2f} | {r['build_s']:.2f} | {fmt(r.get('grad_first_s'), 2)} | "
                 f"{p['dtd_ms']:.1f} | {p['grad_ms']:.1f} | {p['ratio']:.2f}× | {p['dtd_ms'] / units:.4g} | "
-                f"{p['grad_ms'] / units:.4g} | {r['rss_peak']:.0f} |")  # fmt: skip
+                f"{p['grad_ms'] / units:.4g} | {r['rss_peak']:.0f} |"
+            )
         add("")
         if len(ok) >= 2:
             if key == "conv_chain":
                 xs = [n for n, _, _ in ok]
-                measures = [("DTD ms/batch vs conv layers", [p["dtd_ms"] for _, _, p in ok], "conv layers"),
-                            ("gradient ms/batch vs conv layers", [p["grad_ms"] for _, _, p in ok], "conv layers"),
-                            ("DTD build s vs conv layers", [r["build_s"] for _, r, _ in ok], "conv layers")]  # fmt: skip
+                measures = [
+                    ("DTD ms/batch vs conv layers", [p["dtd_ms"] for _, _, p in ok], "conv layers"),
+                    ("gradient ms/batch vs conv layers", [p["grad_ms"] for _, _, p in ok], "conv layers"),
+                    ("DTD build s vs conv layers", [r["build_s"] for _, r, _ in ok], "conv layers"),
+                ]
             elif key == "dense_chain":
                 xs_blocks = [n for n, _, _ in ok]
                 xs_macs = [r["macs"] * b / 1e9 for _, r, _ in ok]
-                measures = [("DTD ms/batch vs multiply-adds", [p["dtd_ms"] for _, _, p in ok], "multiply-adds", xs_macs),
-                            ("gradient ms/batch vs multiply-adds", [p["grad_ms"] for _, _, p in ok], "multiply-adds",
-                             xs_macs),
-                            ("DTD ms/batch vs blocks", [p["dtd_ms"] for _, _, p in ok], "blocks", xs_blocks),
-                            ("DTD build s vs blocks", [r["build_s"] for _, r, _ in ok], "blocks", xs_blocks)]  # fmt: skip
+                measures = [
+                    (
+                        "DTD ms/batch vs multiply-adds",
+                        [p["dtd_ms"] for _, _, p in ok],
+                        "multiply-adds",
+                        xs_macs,
+                    ),
+                    (
+                        "gradient ms/batch vs multiply-adds",
+                        [p["grad_ms"] for _, _, p in ok],
+                        "multiply-adds",
+                        xs_macs,
+                    ),
+                    ("DTD ms/batch vs blocks", [p["dtd_ms"] for _, _, p in ok], "blocks", xs_blocks),
+                    ("DTD build s vs blocks", [r["build_s"] for _, r, _ in ok], "blocks", xs_blocks),
+                ]
             else:
                 xs = [n * n for n, _, _ in ok]
-                measures = [("DTD ms/batch vs pixels", [p["dtd_ms"] for _, _, p in ok], "pixels"),
-                            ("gradient ms/batch vs pixels", [p["grad_ms"] for _, _, p in ok], "pixels"),
-                            ("DTD build s vs pixels", [r["build_s"] for _, r, _ in ok], "pixels")]  # fmt: skip
+                measures = [
+                    ("DTD ms/batch vs pixels", [p["dtd_ms"] for _, _, p in ok], "pixels"),
+                    ("gradient ms/batch vs pixels", [p["grad_ms"] for _, _, p in ok], "pixels"),
+                    ("DTD build s vs pixels", [r["build_s"] for _, r, _ in ok], "pixels"),
+                ]
             add(
                 "Growth exponent k (cost ∝ size^k; 1 = linear, 2 = quadratic), per step between neighbouring sizes. "
                 "Verdict from k over the whole range: linear if 0.8 ≤ k ≤ 1.2 and the largest step's k ≤ 1.3, "
@@ -848,13 +961,14 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
                 add(f"- {name}: k per step " + ", ".join(f"{e:.2f}" for e in exponents) + f" → {verdict}")
                 verdicts.append((title.split(":")[0], name, verdict))
             ratios = [p["ratio"] for _, _, p in ok]
-            add(f"- DTD / gradient across the sweep: " + ", ".join(f"{q:.2f}×" for q in ratios))
+            add("- DTD / gradient across the sweep: " + ", ".join(f"{q:.2f}×" for q in ratios))
         add("")
 
     # ----------------------------------------------------------------------------------- section 3
     add("## 3. Peers on the same VGG-style case (64×64×3, batch 32, same weights and inputs)")
     add("")
-    add("The weights (`vgg_style()`'s Keras initializers with seed 0, each kernel then scaled, layer by layer, so that "
+    add(
+        "The weights (`vgg_style()`'s Keras initializers with seed 0, each kernel then scaled, layer by layer, so that "
         "its pre-activations on the batch have std 1 (LSUV-style, so that logits are O(1) as in a trained net), biases "
         "uniform(−0.05, 0), so that the ε rule's bias term is exercised and DTD stays conservative) and the inputs "
         "(uniform in [0, 1]) are generated in keras_dtd's "
@@ -864,9 +978,10 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         "ran first (so it does not carry the framework's warm-up); median over the passes. ms/batch = median over "
         f"all rounds of {cfg['peer_passes']} pass(es) (a pass runs keras_dtd, iNNvestigate and zennit one after the other, "
         f"each in a fresh interpreter, {cfg['peer_repeats']} interleaved rounds, the order rotating each round); "
-        "\"× own gradient\" = median of per-round ratios to the same library's plain "
-        "gradient; \"× keras_dtd\" = ms / keras_dtd's corresponding method (DTD for z⁺/DeepTaylor methods, LRP-ε "
-        "for ε methods, gradient for gradients).")  # fmt: skip
+        '"× own gradient" = median of per-round ratios to the same library\'s plain '
+        'gradient; "× keras_dtd" = ms / keras_dtd\'s corresponding method (DTD for z⁺/DeepTaylor methods, LRP-ε '
+        "for ε methods, gradient for gradients)."
+    )
     add("")
     add(
         "| library | method | build s | ms/batch | × own gradient | × keras_dtd | peak RSS MB | load (1 min) before each pass |"
@@ -874,9 +989,19 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     add("|---|---|---|---|---|---|---|---|")
     kd = peers.get("keras_dtd", {})
     kd_methods = kd.get("methods", {}) if "error" not in kd else {}
-    counterpart = {"DTD": "DTD", "LRP-ε": "LRP-ε", "LRP EpsilonPlus": "LRP EpsilonPlus", "LRP z⁺": "LRP z⁺",
-                   "gradient": "gradient", "Gradient analyzer": "gradient", "EpsilonPlus": "LRP EpsilonPlus",
-                   "ZPlus": "DTD", "ZBox+ZPlus": "DTD", "deep_taylor": "DTD", "deep_taylor.bounded": "DTD"}  # fmt: skip
+    counterpart = {
+        "DTD": "DTD",
+        "LRP-ε": "LRP-ε",
+        "LRP EpsilonPlus": "LRP EpsilonPlus",
+        "LRP z⁺": "LRP z⁺",
+        "gradient": "gradient",
+        "Gradient analyzer": "gradient",
+        "EpsilonPlus": "LRP EpsilonPlus",
+        "ZPlus": "DTD",
+        "ZBox+ZPlus": "DTD",
+        "deep_taylor": "DTD",
+        "deep_taylor.bounded": "DTD",
+    }
     for library in ["keras_dtd", *PEERS]:
         r = peers.get(library, {})
         if "missing" in r:
@@ -889,9 +1014,11 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         for name, m in r.get("methods", {}).items():
             ref = kd_methods.get(counterpart.get(name, name))
             versus = f"{m['ms'] / ref['ms']:.2f}×" if ref and "ms" in m and library != "keras_dtd" else "—"
-            add(f"| {library} {version} | {m.get('label', name)} | {fmt(m.get('build_s'), 2)} | {fmt(m.get('ms'), 1)} | "
+            add(
+                f"| {library} {version} | {m.get('label', name)} | {fmt(m.get('build_s'), 2)} | {fmt(m.get('ms'), 1)} | "
                 f"{fmt(m.get('ratio'), 2, '×')} | {versus} | {fmt(r.get('rss_peak'), 0)} | "
-                f"{', '.join(f'{x:.2f}' for x in r.get('loads', []) if x is not None)} |")  # fmt: skip
+                f"{', '.join(f'{x:.2f}' for x in r.get('loads', []) if x is not None)} |"
+            )
     add("")
     notes = []
     for library in PEERS:
@@ -899,15 +1026,19 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         if "notes" in r:
             notes.append(f"- {library}: {r['notes']}")
         if "logits_max_abs_diff" in r:
-            notes.append(f"- {library}: its logits vs keras_dtd's Keras model: max abs diff {r['logits_max_abs_diff']:.1e} "
-                         f"(max abs logit {kd.get('logits_max_abs', float('nan')):.3g})")  # fmt: skip
+            notes.append(
+                f"- {library}: its logits vs keras_dtd's Keras model: max abs diff {r['logits_max_abs_diff']:.1e} "
+                f"(max abs logit {kd.get('logits_max_abs', float('nan')):.3g})"
+            )
     if notes:
         lines.extend(notes)
         add("")
     rows = agreement(peer_maps) if peer_maps else []
-    add("Agreement of the maps (starting relevance: keras_dtd's LRP explains the signed selected logit, DTD max(f, 0) "
+    add(
+        "Agreement of the maps (starting relevance: keras_dtd's LRP explains the signed selected logit, DTD max(f, 0) "
         f"({kd.get('negative_top_logits', '?')} of 32 samples have a top logit ≤ 0); iNNvestigate and zennit one-hot × logit of the top class). "
-        "The first two rows are the check asked for; the others are for information.")  # fmt: skip
+        "The first two rows are the check asked for; the others are for information."
+    )
     add("")
     add(
         "| peer | their method | keras_dtd method | what | max abs diff / max abs (whole batch) | "
@@ -955,15 +1086,24 @@ def aims_lines(models, peers, cfg):
     kd = peers.get("keras_dtd", {}).get("methods", {})
     if "DTD" in kd and "gradient" in kd:
         ratio = kd["DTD"]["ratio"]
-        out.append(f"- DTD ≤ 1.5× keras_dtd's own gradient on the peers' case (VGG-style, batch 32, jit off): "
-                   f"{ratio:.2f}× → **{'met' if ratio <= 1.5 else 'not met'}**")  # fmt: skip
+        out.append(
+            f"- DTD ≤ 1.5× keras_dtd's own gradient on the peers' case (VGG-style, batch 32, jit off): "
+            f"{ratio:.2f}× → **{'met' if ratio <= 1.5 else 'not met'}**"
+        )
     for (model, jit), r in models.items():
         if jit or "error" in r:
             continue
         cells = [f"b={b} {r['per_batch'][str(b)]['ratio']:.2f}×" for b in cfg["batches"]]
         met = [r["per_batch"][str(b)]["ratio"] <= 1.5 for b in cfg["batches"]]
-        verdict = "met at every batch size" if all(met) else ("not met at any batch size" if not any(met) else
-                  "met at " + ", ".join(f"b={b}" for b, m in zip(cfg["batches"], met) if m) + " only")  # fmt: skip
+        verdict = (
+            "met at every batch size"
+            if all(met)
+            else (
+                "not met at any batch size"
+                if not any(met)
+                else "met at " + ", ".join(f"b={b}" for b, m in zip(cfg["batches"], met) if m) + " only"
+            )
+        )
         out.append(
             f"- DTD ≤ 1.5× gradient, {MODEL_TITLES[model]} (jit off): {', '.join(cells)} → **{verdict}**"
         )
@@ -982,10 +1122,15 @@ def aims_lines(models, peers, cfg):
                 comparisons.append((theirs, ours, kd[ours]["ms"], m["ms"]))
         faster = all(o < t for _, _, o, t in comparisons)
         close = [t for t, _, o, tv in comparisons if abs(tv - o) / min(tv, o) < 0.1]
-        detail = "; ".join(f"keras_dtd {o} {ov:.0f} ms vs {library} {t} {tv:.0f} ms ({tv / ov:.2f}×)"
-                           for t, o, ov, tv in comparisons)  # fmt: skip
-        caveat = (f" (within 10 % for {', '.join(close)}: on this noisy shared machine, not a clear margin)"
-                  if close else "")  # fmt: skip
+        detail = "; ".join(
+            f"keras_dtd {o} {ov:.0f} ms vs {library} {t} {tv:.0f} ms ({tv / ov:.2f}×)"
+            for t, o, ov, tv in comparisons
+        )
+        caveat = (
+            f" (within 10 % for {', '.join(close)}: on this noisy shared machine, not a clear margin)"
+            if close
+            else ""
+        )
         out.append(
             f"- keras_dtd faster per batch than {library}: {detail} → **{'met' if faster else 'not met'}**{caveat}"
         )
@@ -1024,14 +1169,18 @@ def source_state(package=None):
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())
     status = git("status", "--porcelain", "--", "keras_dtd") or ""
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(status),
-            "modified": [line[3:] for line in status.splitlines()], "hash": digest.hexdigest()[:12]}  # fmt: skip
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(status),
+        "modified": [line[3:] for line in status.splitlines()],
+        "hash": digest.hexdigest()[:12],
+    }
 
 
 def metadata(args):
+    import keras
     import tensorflow as tf
 
-    import keras
     import keras_dtd
 
     cpu = platform.processor() or "unknown"
@@ -1071,9 +1220,13 @@ def main():
     parser.add_argument(
         "--out", help="report path (default: benchmarks/RESULTS.md; with --quick a temp file)"
     )
-    parser.add_argument("--source", choices=["worktree", "HEAD"], default="worktree",
-                        help="which keras_dtd/ to measure: the working tree (default) or the last commit "
-                             "(read with git archive); either is copied once at the start")  # fmt: skip
+    parser.add_argument(
+        "--source",
+        choices=["worktree", "HEAD"],
+        default="worktree",
+        help="which keras_dtd/ to measure: the working tree (default) or the last commit "
+        "(read with git archive); either is copied once at the start",
+    )
     parser.add_argument(
         "--only", default="models,growth,peers,load", help=argparse.SUPPRESS
     )  # for development
@@ -1097,16 +1250,23 @@ def main():
 
     start = time.perf_counter()
     cfg = QUICK if args.quick else FULL
-    out = args.out or (str(Path(tempfile.gettempdir()) / "keras_dtd_RESULTS-quick.md") if args.quick
-                       else str(HERE / "RESULTS.md"))  # fmt: skip
+    out = args.out or (
+        str(Path(tempfile.gettempdir()) / "keras_dtd_RESULTS-quick.md")
+        if args.quick
+        else str(HERE / "RESULTS.md")
+    )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Measure one fixed copy of keras_dtd/: every worker imports it (PYTHONPATH comes before the
     # editable install), so edits to the repository during the run do not mix versions.
     snapshot = tempfile.mkdtemp(prefix="keras_dtd_snapshot_")
     try:
         if args.source == "HEAD":
-            archive = subprocess.run(["git", "archive", "--format=tar", "HEAD", "keras_dtd"], cwd=str(ROOT),
-                                     capture_output=True, check=True).stdout  # fmt: skip
+            archive = subprocess.run(
+                ["git", "archive", "--format=tar", "HEAD", "keras_dtd"],
+                cwd=str(ROOT),
+                capture_output=True,
+                check=True,
+            ).stdout
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
                 tar.extractall(snapshot, filter="data")
         else:
@@ -1137,9 +1297,11 @@ def run_suite(args, start, cfg, out):
 
     growth = {}
     if "growth" in only:
-        for key, model, param, values in [("conv_chain", "conv_chain", "depth", cfg["conv_chain"]),
-                                          ("dense_chain", "dense_chain", "blocks", cfg["dense_chain"]),
-                                          ("vgg_size", "vgg", "size", cfg["vgg_sizes"])]:  # fmt: skip
+        for key, model, param, values in [
+            ("conv_chain", "conv_chain", "depth", cfg["conv_chain"]),
+            ("dense_chain", "dense_chain", "blocks", cfg["dense_chain"]),
+            ("vgg_size", "vgg", "size", cfg["vgg_sizes"]),
+        ]:
             b = cfg["growth_batch"][key]
             growth[key] = {n: run_case(cfg, model, {param: n}, [b], b, False, 0) for n in values}
             spec = {
@@ -1173,12 +1335,21 @@ def run_suite(args, start, cfg, out):
 
     meta["load_end"] = os.getloadavg()[0]
     meta["source_end"] = source_state()
-    origins = [r.get("keras_dtd_file") for r in [*models.values(), *(c for g in growth.values() for c in g.values()),
-                                                 peers.get("keras_dtd", {}), under_load] if r.get("keras_dtd_file")]  # fmt: skip
+    origins = [
+        r.get("keras_dtd_file")
+        for r in [
+            *models.values(),
+            *(c for g in growth.values() for c in g.values()),
+            peers.get("keras_dtd", {}),
+            under_load,
+        ]
+        if r.get("keras_dtd_file")
+    ]
     inside = sum(1 for o in origins if o.startswith(str(args.snapshot)))
     meta["snapshot_workers"] = f"{inside} of {len(origins)}"
-    lines = write_report(out, cfg, meta, models, growth, peers, peer_maps, under_load, time.perf_counter() - start,
-                         args.quick)  # fmt: skip
+    lines = write_report(
+        out, cfg, meta, models, growth, peers, peer_maps, under_load, time.perf_counter() - start, args.quick
+    )
     print("\n".join(lines))
     log(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
 

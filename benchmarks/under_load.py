@@ -31,22 +31,11 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(spec):
-    import keras
+def threads_against_serial(analyzer, spec, rng):
+    """T threads × C calls of ``analyze`` on batches of their own, against the same calls made serially."""
     import numpy as np
-    import tensorflow as tf
 
-    import keras_dtd
-    from bench_core import vgg_style
-
-    keras.utils.set_random_seed(0)
-    model = vgg_style()
     b = spec["batch"]
-    analyzer = keras_dtd.DTD(model, input_range=(0.0, 1.0), batch_size=b)
-    rng = np.random.default_rng(0)
-    result = {"keras_dtd_file": keras_dtd.__file__}
-
-    # threads: every thread its own batches; the same calls serially give the reference
     sizes = rng.integers(1, b + 1, (spec["threads"], spec["calls"]))
     batches = [[rng.uniform(0, 1, (int(n), 64, 64, 3)).astype("float32") for n in row] for row in sizes]
     analyzer.analyze(batches[0][0])
@@ -65,13 +54,36 @@ def worker(spec):
         thread.start()
     for thread in pool:
         thread.join()
-    result["threads"] = {
-        "threads": spec["threads"], "calls": spec["calls"], "samples": int(sizes.sum()),
-        "max_abs_diff": float(max(np.abs(a - s).max() for ra, rs in zip(threaded, serial) for a, s in zip(ra, rs))),
+    return {
+        "threads": spec["threads"],
+        "calls": spec["calls"],
+        "samples": int(sizes.sum()),
+        "max_abs_diff": float(
+            max(np.abs(a - s).max() for ra, rs in zip(threaded, serial) for a, s in zip(ra, rs))
+        ),
         "identical": all(np.array_equal(a, s) for ra, rs in zip(threaded, serial) for a, s in zip(ra, rs)),
-        "serial_s": serial_s, "threaded_s": time.perf_counter() - start, "traces": analyzer.trace_count,
-    }  # fmt: skip
-    del batches, serial, threaded
+        "serial_s": serial_s,
+        "threaded_s": time.perf_counter() - start,
+        "traces": analyzer.trace_count,
+    }
+
+
+def worker(spec):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from bench_core import vgg_style
+
+    import keras_dtd
+
+    keras.utils.set_random_seed(0)
+    model = vgg_style()
+    b = spec["batch"]
+    analyzer = keras_dtd.DTD(model, input_range=(0.0, 1.0), batch_size=b)
+    rng = np.random.default_rng(0)
+    result = {"keras_dtd_file": keras_dtd.__file__}
+
+    result["threads"] = threads_against_serial(analyzer, spec, rng)
 
     # many calls of varying size
     pool_x = rng.uniform(0, 1, (b, 64, 64, 3)).astype("float32")
@@ -83,8 +95,12 @@ def worker(spec):
         start = time.perf_counter()
         analyzer.analyze(pool_x[:n])
         times.append(time.perf_counter() - start)
-    result["many"] = {"calls": spec["many"], "rss_growth_mb": rss_mb() - before, "new_traces": analyzer.trace_count - traces,
-                      "median_ms": 1000 * statistics.median(times)}  # fmt: skip
+    result["many"] = {
+        "calls": spec["many"],
+        "rss_growth_mb": rss_mb() - before,
+        "new_traces": analyzer.trace_count - traces,
+        "median_ms": 1000 * statistics.median(times),
+    }
 
     # streaming generated images to a .npy file
     result["stream"] = []
@@ -101,11 +117,17 @@ def worker(spec):
             seconds = time.perf_counter() - start
             probe = int(n // 2)
             expected = analyzer.analyze(images(probe).numpy()[None])[0]
-            result["stream"].append({
-                "images": n, "seconds": seconds, "images_per_s": n / seconds, "rss_growth_mb": rss_mb() - before,
-                "file_mb": os.path.getsize(os.path.join(folder, f"maps_{n}.npy")) / 2**20, "shape": list(maps.shape),
-                "probe_max_abs_diff": float(np.abs(np.asarray(maps[probe]) - expected).max()),
-            })  # fmt: skip
+            result["stream"].append(
+                {
+                    "images": n,
+                    "seconds": seconds,
+                    "images_per_s": n / seconds,
+                    "rss_growth_mb": rss_mb() - before,
+                    "file_mb": os.path.getsize(os.path.join(folder, f"maps_{n}.npy")) / 2**20,
+                    "shape": list(maps.shape),
+                    "probe_max_abs_diff": float(np.abs(np.asarray(maps[probe]) - expected).max()),
+                }
+            )
             del maps
     result["traces_end"] = analyzer.trace_count
     return result
@@ -129,15 +151,20 @@ def report_lines(r):
         "|---|---|---|---|---|---|",
     ]
     for s in r["stream"]:
-        lines.append(f"| {s['images']} | {s['seconds']:.1f} | {s['images_per_s']:.0f} | {s['rss_growth_mb']:.1f} | "
-                     f"{s['file_mb']:.0f} | {s['probe_max_abs_diff']:.1e} |")  # fmt: skip
+        lines.append(
+            f"| {s['images']} | {s['seconds']:.1f} | {s['images_per_s']:.0f} | {s['rss_growth_mb']:.1f} | "
+            f"{s['file_mb']:.0f} | {s['probe_max_abs_diff']:.1e} |"
+        )
     if len(r["stream"]) > 1:
         first, last = r["stream"][0], r["stream"][-1]
         bounded = last["rss_growth_mb"] < max(16.0, 0.1 * last["file_mb"])
-        lines += ["", f"{last['images'] // first['images']}× the images: output {last['file_mb']:.0f} MB against "
-                      f"{first['file_mb']:.0f} MB; peak RSS growth {first['rss_growth_mb']:.1f} → {last['rss_growth_mb']:.1f} MB "
-                      f"→ memory {'bounded by the batch, not the dataset' if bounded else 'GROWS with the dataset'} "
-                      "(criterion: growth on the largest stream below 16 MB or 10 % of its output)."]  # fmt: skip
+        lines += [
+            "",
+            f"{last['images'] // first['images']}× the images: output {last['file_mb']:.0f} MB against "
+            f"{first['file_mb']:.0f} MB; peak RSS growth {first['rss_growth_mb']:.1f} → {last['rss_growth_mb']:.1f} MB "
+            f"→ memory {'bounded by the batch, not the dataset' if bounded else 'GROWS with the dataset'} "
+            "(criterion: growth on the largest stream below 16 MB or 10 % of its output).",
+        ]
     return lines
 
 

@@ -16,9 +16,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from keras_dtd import DTD, Gradient, datasets, plot  # noqa: E402
 from keras_dtd.demo import digit_cnn, train  # noqa: E402

@@ -17,12 +17,20 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras  # noqa: E402
-
-from keras_dtd import (DTD, LRP, Gradient, InputTimesGradient, IntegratedGradients, composites,  # noqa: E402
-                       datasets, metrics, rules)  # fmt: skip
+from keras_dtd import (  # noqa: E402
+    DTD,
+    LRP,
+    Gradient,
+    InputTimesGradient,
+    IntegratedGradients,
+    composites,
+    datasets,
+    metrics,
+    rules,
+)
 from keras_dtd.demo import digit_cnn, train  # noqa: E402
 
 
@@ -71,8 +79,11 @@ def main(argv=None):
         flipped = metrics.pixel_flipping(model, x, relevance, order=order, **common)
         deleted = metrics.deletion(model, x, relevance, order=order, **common)
         inserted = metrics.insertion(model, x, relevance, order=order, **common)
-        rows[name] = {"aopc": float(flipped.score.mean()), "deletion": float(deleted.score.mean()),
-                      "insertion": float(inserted.score.mean())}  # fmt: skip
+        rows[name] = {
+            "aopc": float(flipped.score.mean()),
+            "deletion": float(deleted.score.mean()),
+            "insertion": float(inserted.score.mean()),
+        }
         curves[name] = flipped.curves.mean(axis=0)
         print(
             f"| {name} | {rows[name]['aopc']:.3f} | {rows[name]['deletion']:.3f} | {rows[name]['insertion']:.3f} |"

@@ -19,9 +19,8 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from keras_dtd import DTD, Gradient, datasets, metrics, plot  # noqa: E402
 from keras_dtd.demo import digit_cnn, train  # noqa: E402
@@ -99,8 +98,14 @@ def main(argv=None):
     shown = np.arange(6)
     path = os.path.join(args.out, "relevance_models.png")
     titles = [f"{name}: {y_test[i]}" for name in maps for i in shown]
-    plot.grid(np.concatenate([m[shown] for m in maps.values()]), x=np.concatenate([x[shown]] * len(maps)),
-              titles=titles, ncols=len(shown), size=1.8, save=path)  # fmt: skip
+    plot.grid(
+        np.concatenate([m[shown] for m in maps.values()]),
+        x=np.concatenate([x[shown]] * len(maps)),
+        titles=titles,
+        ncols=len(shown),
+        size=1.8,
+        save=path,
+    )
     print(f"figure: {path} (one row per method: {', '.join(maps)})")
     return {"accuracy": accuracy, "rows": rows, "taylor_converged": float(taylor.converged.mean())}
 

@@ -29,8 +29,8 @@ from keras_dtd.conservation import ConservationReport, check  # noqa: E402
 from keras_dtd.constraints import NonPositive  # noqa: E402
 from keras_dtd.export import export  # noqa: E402
 from keras_dtd.graph import ModelNotTraceableError  # noqa: E402
-from keras_dtd.taylor import RootNotFoundWarning, Taylor, TaylorExplanation  # noqa: E402
 from keras_dtd.presets import NonReLUWarning, UnsupportedLayerError, register_rule, unregister_rule  # noqa: E402
+from keras_dtd.taylor import RootNotFoundWarning, Taylor, TaylorExplanation  # noqa: E402
 
 __version__ = "0.1.0"
 

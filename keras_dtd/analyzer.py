@@ -519,8 +519,14 @@ class LRP(Analyzer):
     e.g. ``LRP(model, composites.EpsilonGammaBox(low=0.0, high=1.0))``. Explains the signed
     selected output f; ``positive_output=True`` explains max(f, 0) as DTD does."""
 
-    def __init__(self, model, rule: R.Rule | C.Composite = R.Epsilon(), first_rule: R.Rule | None = None,
-                 positive_output: bool = False, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        rule: R.Rule | C.Composite = R.Epsilon(),
+        first_rule: R.Rule | None = None,
+        positive_output: bool = False,
+        **kwargs,
+    ):
         if isinstance(rule, C.Composite):
             if first_rule is not None:
                 raise ValueError("LRP: give either a composite or rule/first_rule, not both.")

@@ -124,8 +124,12 @@ class SmoothGrad(Gradient):
         mask, score, target = self._selection(inputs, indices, all_outputs)
 
         def body(k, totals):
-            noisy = [x + self.noise_scale * tf.random.stateless_normal(tf.shape(x), [self.seed, 2 * k + j], dtype=x.dtype)
-                     for j, x in enumerate(inputs)]  # fmt: skip
+            noisy = [
+                x
+                + self.noise_scale
+                * tf.random.stateless_normal(tf.shape(x), [self.seed, 2 * k + j], dtype=x.dtype)
+                for j, x in enumerate(inputs)
+            ]
             return k + 1, [a + g for a, g in zip(totals, self._gradients(noisy, mask))]
 
         _, totals = tf.while_loop(
@@ -150,8 +154,10 @@ class Random(Gradient):
         self.seed = int(seed)
 
     def _map(self, inputs, gradients):
-        return [x + self.stddev * tf.random.stateless_normal(tf.shape(x), [self.seed, j], dtype=x.dtype)
-                for j, x in enumerate(inputs)]  # fmt: skip
+        return [
+            x + self.stddev * tf.random.stateless_normal(tf.shape(x), [self.seed, j], dtype=x.dtype)
+            for j, x in enumerate(inputs)
+        ]
 
 
 __all__ = ["Gradient", "InputTimesGradient", "IntegratedGradients", "SmoothGrad", "Input", "Random"]

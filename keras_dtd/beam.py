@@ -184,8 +184,10 @@ def write_maps(element, output_dir):
         flat = r.reshape(-1).astype(np.float64)
         magnitude = np.abs(flat).sum()
         negative = np.abs(np.minimum(flat, 0)).sum() / magnitude if magnitude > 0 else 0.0
-        yield ",".join([base, str(k), str(inference["class_index"])] + [
-            f"{v:.9g}" for v in (inference["score"], inference["target"], flat.sum(), negative)])  # fmt: skip
+        yield ",".join(
+            [base, str(k), str(inference["class_index"])]
+            + [f"{v:.9g}" for v in (inference["score"], inference["target"], flat.sum(), negative)]
+        )
 
 
 class ExplainFiles(beam.PTransform):
@@ -217,8 +219,12 @@ class ExplainFiles(beam.PTransform):
             | "WriteMaps" >> beam.FlatMap(write_maps, output_dir)
         )
         lines | "WriteSummary" >> beam.io.WriteToText(
-            FileSystems.join(output_dir, "summary"), file_name_suffix=".csv", num_shards=1,
-            shard_name_template="", header=",".join(SUMMARY_COLUMNS))  # fmt: skip
+            FileSystems.join(output_dir, "summary"),
+            file_name_suffix=".csv",
+            num_shards=1,
+            shard_name_template="",
+            header=",".join(SUMMARY_COLUMNS),
+        )
         return lines
 
 

@@ -30,8 +30,12 @@ _EPSILON = 1e-7  # iNNvestigate's default ε (K.epsilon())
 
 def _base(route_pooling=False):
     """iNNvestigate's treatment of the layers without a kernel."""
-    return {keras.layers.ReLU: R.Route(), "pool": R.Route() if route_pooling else R.Z(), "add": R.Route(),
-            "batch_norm": R.Route()}  # fmt: skip
+    return {
+        keras.layers.ReLU: R.Route(),
+        "pool": R.Route() if route_pooling else R.Z(),
+        "add": R.Route(),
+        "batch_norm": R.Route(),
+    }
 
 
 def _lrp(model, kernel_rules, first=None, names=None, name="lrp", **kw):
@@ -74,8 +78,11 @@ def _rule(rule):
 
 def _kernel_layers(model):
     """(index in model.layers, layer) of the layers with a kernel, in the model's order."""
-    return [(k, layer) for k, layer in enumerate(model.layers)
-            if any(w.path.split("/")[-1].endswith("kernel") for w in layer.weights)]  # fmt: skip
+    return [
+        (k, layer)
+        for k, layer in enumerate(model.layers)
+        if any(w.path.split("/")[-1].endswith("kernel") for w in layer.weights)
+    ]
 
 
 def lrp(model, rule=None, input_layer_rule=None, **kw):
@@ -151,8 +158,11 @@ def deep_taylor_bounded(model, low=None, high=None, **kw):
     """deep_taylor with z^B(low, high) on the kernel layers that see the input."""
     if low is None or high is None:
         raise ValueError("deep_taylor.bounded needs low and high (the input bounds).")
-    composite = C.Composite(rules={"kernel": R.AlphaBeta(1.0, 0.0), **_base(route_pooling=True)},
-                            first={"kernel": R.ZBox(low, high)}, name="deep_taylor.bounded")  # fmt: skip
+    composite = C.Composite(
+        rules={"kernel": R.AlphaBeta(1.0, 0.0), **_base(route_pooling=True)},
+        first={"kernel": R.ZBox(low, high)},
+        name="deep_taylor.bounded",
+    )
     return Analyzer(model, composite, **kw)
 
 

@@ -93,8 +93,20 @@ def _replacement(x, perturbation, baseline, seed):
     return blurred.astype(x.dtype)
 
 
-def _curves(model, x, relevance, order, patch, steps, perturbation, baseline, neuron_selection, seed, insert,
-            batch_size):  # fmt: skip
+def _curves(
+    model,
+    x,
+    relevance,
+    order,
+    patch,
+    steps,
+    perturbation,
+    baseline,
+    neuron_selection,
+    seed,
+    insert,
+    batch_size,
+):
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}.")
     if perturbation not in PERTURBATIONS:
@@ -145,14 +157,37 @@ def _steps(scorer, x, start, end, ranks, indices, counts):
     return tf.transpose(curves.stack())
 
 
-def pixel_flipping(model, x, relevance, order="morf", patch=1, steps=10, perturbation="constant", baseline=0.0,
-                   neuron_selection="max_activation", seed=0, batch_size=32) -> FaithfulnessResult:  # fmt: skip
+def pixel_flipping(
+    model,
+    x,
+    relevance,
+    order="morf",
+    patch=1,
+    steps=10,
+    perturbation="constant",
+    baseline=0.0,
+    neuron_selection="max_activation",
+    seed=0,
+    batch_size=32,
+) -> FaithfulnessResult:
     """Region perturbation in the order of the relevance; score = AOPC =
     (1/K) Σ_{k=1..K} f(x⁰) − f(xᵏ) per sample. ``perturbation``: "constant" (``baseline``),
     "min" (the sample's minimum), "uniform" (noise between the sample's min and max, from
     ``seed``) or "blur" (a 3-wide box blur); ``seed`` also draws the "random" order."""
-    curves, fractions = _curves(model, x, relevance, order, patch, steps, perturbation, baseline, neuron_selection,
-                                seed, False, batch_size)  # fmt: skip
+    curves, fractions = _curves(
+        model,
+        x,
+        relevance,
+        order,
+        patch,
+        steps,
+        perturbation,
+        baseline,
+        neuron_selection,
+        seed,
+        False,
+        batch_size,
+    )
     aopc = (curves[:, :1] - curves[:, 1:]).mean(axis=1)
     return FaithfulnessResult(curves, aopc, fractions, "pixel_flipping", order)
 
@@ -161,20 +196,66 @@ def _area(curves, fractions):
     return ((curves[:, 1:] + curves[:, :-1]) / 2 * np.diff(fractions)[None]).sum(axis=1)
 
 
-def deletion(model, x, relevance, order="morf", patch=1, steps=10, perturbation="constant", baseline=0.0,
-             neuron_selection="max_activation", seed=0, batch_size=32) -> FaithfulnessResult:  # fmt: skip
+def deletion(
+    model,
+    x,
+    relevance,
+    order="morf",
+    patch=1,
+    steps=10,
+    perturbation="constant",
+    baseline=0.0,
+    neuron_selection="max_activation",
+    seed=0,
+    batch_size=32,
+) -> FaithfulnessResult:
     """Deletion: patches of x replaced, most relevant first; score = area under f against the
     deleted fraction (trapezoids; lower is better)."""
-    curves, fractions = _curves(model, x, relevance, order, patch, steps, perturbation, baseline, neuron_selection,
-                                seed, False, batch_size)  # fmt: skip
+    curves, fractions = _curves(
+        model,
+        x,
+        relevance,
+        order,
+        patch,
+        steps,
+        perturbation,
+        baseline,
+        neuron_selection,
+        seed,
+        False,
+        batch_size,
+    )
     return FaithfulnessResult(curves, _area(curves, fractions), fractions, "deletion", order)
 
 
-def insertion(model, x, relevance, order="morf", patch=1, steps=10, perturbation="blur", baseline=0.0,
-              neuron_selection="max_activation", seed=0, batch_size=32) -> FaithfulnessResult:  # fmt: skip
+def insertion(
+    model,
+    x,
+    relevance,
+    order="morf",
+    patch=1,
+    steps=10,
+    perturbation="blur",
+    baseline=0.0,
+    neuron_selection="max_activation",
+    seed=0,
+    batch_size=32,
+) -> FaithfulnessResult:
     """Insertion: patches of x revealed on the perturbed image (by default a blurred x, as
     in RISE), most relevant first; score = area under f against the revealed fraction
     (higher is better)."""
-    curves, fractions = _curves(model, x, relevance, order, patch, steps, perturbation, baseline, neuron_selection,
-                                seed, True, batch_size)  # fmt: skip
+    curves, fractions = _curves(
+        model,
+        x,
+        relevance,
+        order,
+        patch,
+        steps,
+        perturbation,
+        baseline,
+        neuron_selection,
+        seed,
+        True,
+        batch_size,
+    )
     return FaithfulnessResult(curves, _area(curves, fractions), fractions, "insertion", order)

@@ -102,8 +102,9 @@ def mark_rectified(graph, rules):
         if not (node.rectified or node.maybe_rectified):
             return "any"
         sure = "positive" if node.rectified else "maybe"
-        if isinstance(rule, R.Route) or (type(rule) is R.ZPlus and node.kind in ("add", "pool")
-                                         and node.op.kernel(None) is None):  # fmt: skip
+        if isinstance(rule, R.Route) or (
+            type(rule) is R.ZPlus and node.kind in ("add", "pool") and node.op.kernel(None) is None
+        ):
             return sure
         return "maybe" if type(rule) is R.ZPlus and node.kind == "batch_norm" else "any"
 

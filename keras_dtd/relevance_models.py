@@ -148,8 +148,11 @@ def _rectified(graph, node) -> bool:
     if node.activation in L.RECTIFIERS:
         return True
     out = node.outputs[0]
-    return any(c.nonnegative_inputs and c.nonnegative_inputs[c.inputs.index(out)]
-               for c in graph.nodes if out in c.inputs)  # fmt: skip
+    return any(
+        c.nonnegative_inputs and c.nonnegative_inputs[c.inputs.index(out)]
+        for c in graph.nodes
+        if out in c.inputs
+    )
 
 
 class MinMax(_RelevanceModel):
@@ -182,8 +185,14 @@ class MinMax(_RelevanceModel):
             va, vc, vt = self.features(validation_data)
             validation = ([va, vc], vt)
         self.network.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse")
-        return self.network.fit([activations, context], target, epochs=epochs, batch_size=batch_size,
-                                validation_data=validation, verbose=verbose)  # fmt: skip
+        return self.network.fit(
+            [activations, context],
+            target,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_data=validation,
+            verbose=verbose,
+        )
 
     def predict_relevance(self, activations, context):
         """R̂ per sample, from the layer's (flattened) activations and the context max(f, 0)."""

@@ -363,8 +363,11 @@ def _redistribute_diagonal(call, groups, r, stabilizer):
     R_in = Σ_g c_g z_g R / stab(z_g + b_g) elementwise, z_g = Σ_t apply(a_t, W_t)."""
     op, kernel, result = call.node.op, call.kernel, None
     for terms, bias, factor in groups:
-        parts = [op.apply(a, None if kernel is None else weights(kernel)) for a, weights in terms
-                 if kernel is not None or weights is not _negative]  # fmt: skip
+        parts = [
+            op.apply(a, None if kernel is None else weights(kernel))
+            for a, weights in terms
+            if kernel is not None or weights is not _negative
+        ]
         if not parts:
             continue
         z = functools.reduce(tf.add, parts)  # broadcasts rows shared by all samples

@@ -93,10 +93,14 @@ class Taylor(Gradient):
         relevance, root, root_value, score, converged = (np.concatenate(p) for p in zip(*parts))
         flat = (inputs - root).reshape(n, -1).astype(np.float64)
         explanation = TaylorExplanation(
-            relevance, root, root_value,
+            relevance,
+            root,
+            root_value,
             score - relevance.reshape(n, -1).astype(np.float64).sum(axis=1),
-            np.sqrt((flat**2).sum(axis=1)), converged, score,
-        )  # fmt: skip
+            np.sqrt((flat**2).sum(axis=1)),
+            converged,
+            score,
+        )
         if not converged.all():
             bad = np.flatnonzero(~converged)
             warnings.warn(
@@ -112,9 +116,11 @@ class Taylor(Gradient):
         if "taylor" not in self._functions:
             spec = tf.TensorSpec((None,) + self._graph.input_shapes[0][1:], self._graph.input_dtypes[0])
             self._functions["taylor"] = tf.function(
-                self._taylor, input_signature=(spec, tf.TensorSpec((None,), tf.int32), spec),
-                jit_compile=self.jit_compile, autograph=False,
-            )  # fmt: skip
+                self._taylor,
+                input_signature=(spec, tf.TensorSpec((None,), tf.int32), spec),
+                jit_compile=self.jit_compile,
+                autograph=False,
+            )
         return self._functions["taylor"]
 
     def _value_and_gradient(self, x, mask):

@@ -78,8 +78,9 @@ def test_demo_writes_figures_and_summary(tmp_path):
 
 
 def test_relevance_models_side_by_side(tmp_path, capsys):
-    result = _example("relevance_models").main(["--epochs", "4", "--fit-epochs", "3", "--samples", "8",
-                                                "--out", str(tmp_path)])  # fmt: skip
+    result = _example("relevance_models").main(
+        ["--epochs", "4", "--fit-epochs", "3", "--samples", "8", "--out", str(tmp_path)]
+    )
     rows = result["rows"]
     assert rows["training-free model"]["r2"] == 1.0
     assert (

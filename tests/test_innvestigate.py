@@ -107,8 +107,9 @@ def test_smoothgrad_noise_free_limit_is_the_gradient(models):
         got = _analyze(models, key)
         case = CASES[key]
         model = models[key.split("/")[0]]
-        smooth = create_analyzer("smoothgrad", model, neuron_selection_mode=case["mode"], noise_scale=0.0,
-                                 augment_by_n=4)  # fmt: skip
+        smooth = create_analyzer(
+            "smoothgrad", model, neuron_selection_mode=case["mode"], noise_scale=0.0, augment_by_n=4
+        )
         x = DATA[f"{key.split('/')[0]}/x"]
         selection = {"neuron_selection": case["neuron_selection"]} if case["mode"] == "index" else {}
         np.testing.assert_allclose(smooth.analyze(x, **selection), got, rtol=1e-5, atol=1e-7)

@@ -11,8 +11,8 @@ from test_rules import HIGH, LOW, RULES
 
 import keras_dtd
 from keras_dtd import DTD, Analyzer, rules
-from keras_dtd.graph import APPLICATION_LAYERS
 from keras_dtd.composites import lrp
+from keras_dtd.graph import APPLICATION_LAYERS
 
 F64 = "float64"
 L = keras.layers

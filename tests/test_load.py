@@ -16,8 +16,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::keras_dtd.ZeroRelevanceWarning"
 @pytest.fixture(scope="module")
 def net():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-                              keras.layers.MaxPooling2D(2), keras.layers.Flatten(), keras.layers.Dense(5)])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5),
+        ]
+    )
     x = np.random.default_rng(0).uniform(0, 1, (400, 8, 8, 1)).astype("float32")
     return model, x
 
@@ -66,11 +73,19 @@ def test_a_dataset_streams_to_arrays_and_to_a_npy_file(net, tmp_path, capsys):
     assert len(records) == 100  # one tf.train.Example per map, readable without keras_dtd
     example = tf.train.Example.FromString(records[7].numpy()).features.feature
     assert tuple(example["shape"].int64_list.value) == expected.shape[1:]
-    np.testing.assert_allclose(np.reshape(example["relevance"].float_list.value, expected.shape[1:]), expected[7],
-                               rtol=1e-6, atol=1e-8)  # fmt: skip
+    np.testing.assert_allclose(
+        np.reshape(example["relevance"].float_list.value, expected.shape[1:]),
+        expected[7],
+        rtol=1e-6,
+        atol=1e-8,
+    )
     generator = (x[k : k + 10] for k in range(0, 100, 10))
-    np.testing.assert_allclose(analyzer.analyze(generator, neuron_selection=2, verbose=0),
-                               analyzer.analyze(x[:100], neuron_selection=2), rtol=1e-6, atol=1e-8)  # fmt: skip
+    np.testing.assert_allclose(
+        analyzer.analyze(generator, neuron_selection=2, verbose=0),
+        analyzer.analyze(x[:100], neuron_selection=2),
+        rtol=1e-6,
+        atol=1e-8,
+    )
     assert analyzer.trace_count == 1
 
 

@@ -37,9 +37,11 @@ def test_exact_relevance_gives_the_steepest_morf_curve_on_a_linear_model():
     model = _linear(w, bias=0.3)
     x = rng.uniform(-1, 1, (5, 12)).astype("float32")
     exact = metrics.pixel_flipping(model, x, w * x, steps=12)
-    others = [metrics.pixel_flipping(model, x, np.broadcast_to(w, x.shape), steps=12),  # the gradient
-              metrics.pixel_flipping(model, x, x, steps=12, order="random", seed=1),
-              metrics.pixel_flipping(model, x, rng.normal(size=x.shape), steps=12)]  # fmt: skip
+    others = [
+        metrics.pixel_flipping(model, x, np.broadcast_to(w, x.shape), steps=12),  # the gradient
+        metrics.pixel_flipping(model, x, x, steps=12, order="random", seed=1),
+        metrics.pixel_flipping(model, x, rng.normal(size=x.shape), steps=12),
+    ]
     for other in others:
         assert (exact.curves <= other.curves + 1e-5).all()
         assert (exact.score >= other.score - 1e-5).all()
@@ -47,8 +49,14 @@ def test_exact_relevance_gives_the_steepest_morf_curve_on_a_linear_model():
 
 def test_images_patches_and_perturbations():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])  # fmt: skip
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(3, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
     x = np.random.default_rng(0).uniform(0, 1, (3, 6, 6, 2)).astype("float32")
     r = np.random.default_rng(1).normal(size=x.shape)
     for perturbation in metrics.PERTURBATIONS:
@@ -76,13 +84,16 @@ def test_random_order_is_reproducible_with_a_seed():
     assert not np.allclose(a.curves, c.curves)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"steps": 0}, "steps must be a positive int"),
-    ({"patch": 9}, "patch 9 is larger"),
-    ({"steps": 9}, "steps 9 exceed the 8 patches"),
-    ({"order": "best"}, "order must be one of"),
-    ({"perturbation": "zero"}, "perturbation must be one of"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 0}, "steps must be a positive int"),
+        ({"patch": 9}, "patch 9 is larger"),
+        ({"steps": 9}, "steps 9 exceed the 8 patches"),
+        ({"order": "best"}, "order must be one of"),
+        ({"perturbation": "zero"}, "perturbation must be one of"),
+    ],
+)
 def test_bad_parameters_are_named(kwargs, message):
     model = _linear(np.ones(8))
     x = np.ones((2, 8), "float32")

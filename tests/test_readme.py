@@ -3,6 +3,7 @@
 import pathlib
 import re
 
+import keras
 import numpy as np
 
 import keras_dtd
@@ -31,8 +32,18 @@ def test_custom_rule_example():
     scope = {}
     try:
         exec(_block("custom-rule"), scope)
-        R, model = scope["R"], scope["model"]
+        R, model, x = scope["R"], scope["model"], scope["x"]
         assert R.shape == (3, 5) and np.all(R >= 0)
+        f = np.asarray(model.predict_on_batch(x)).max(axis=1)  # zero biases: DTD is conservative
+        np.testing.assert_allclose(R.sum(axis=1), np.maximum(f, 0), rtol=1e-5, atol=1e-7)
+        # PassThrough: the same as a model without Double whose top kernel is doubled (z⁺ is scale-free in x)
+        first, top = model.layers[0], model.layers[2]
+        twin = keras.Sequential(
+            [keras.Input((5,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
+        )
+        twin.layers[0].set_weights(first.get_weights())
+        twin.layers[1].set_weights([2 * top.get_weights()[0], top.get_weights()[1]])
+        np.testing.assert_allclose(R, keras_dtd.DTD(twin).analyze(x), rtol=1e-5, atol=1e-7)
     finally:
         keras_dtd.unregister_rule(scope["Double"])
 

@@ -107,8 +107,9 @@ def test_training_free_model_gives_dtds_maps():
     assert free.fit(x) is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        np.testing.assert_allclose(free.analyzer((0, 1)).analyze(x), DTD(model, input_range=(0, 1)).analyze(x),
-                                   rtol=1e-5, atol=1e-7)  # fmt: skip
+        np.testing.assert_allclose(
+            free.analyzer((0, 1)).analyze(x), DTD(model, input_range=(0, 1)).analyze(x), rtol=1e-5, atol=1e-7
+        )
         assert free.evaluate(x, (0, 1))["r2"] == 1.0
 
 

@@ -430,6 +430,7 @@ def test_standalone_batch_norm_matches_numpy(rule_name):
     for xs, rs in zip(x, relevance):
         r_out = model.predict_on_batch(xs[None])[0]
         d = xs.size
-        expected = rule_relevance(rule_name, xs.ravel(), m, r_out, bias=b, low=np.full(d, LOW), high=np.full(d, HIGH),
-                                  **params)  # fmt: skip
+        expected = rule_relevance(
+            rule_name, xs.ravel(), m, r_out, bias=b, low=np.full(d, LOW), high=np.full(d, HIGH), **params
+        )
         np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-6, atol=1e-9)

@@ -117,17 +117,30 @@ def main():
 
     composites = {  # label: (description, composite factory); None = plain autograd gradient
         "gradient": ("torch autograd gradient", None),
-        "LRP-ε": ("Epsilon(1e-7) on every layer", lambda: LayerMapComposite(
-            layer_map=layer_map_base() + [(Linear, Epsilon(epsilon=1e-7))])),
+        "LRP-ε": (
+            "Epsilon(1e-7) on every layer",
+            lambda: LayerMapComposite(layer_map=layer_map_base() + [(Linear, Epsilon(epsilon=1e-7))]),
+        ),
         "EpsilonPlus": ("EpsilonPlus (ε 1e-6 on Linear, z⁺ on conv)", lambda: EpsilonPlus()),
-        "ZPlus": ("ZPlus on every layer", lambda: LayerMapComposite(layer_map=layer_map_base() + [(Linear, ZPlus())])),
-        "ZBox+ZPlus": ("ZBox(0, 1) first, ZPlus above (DTD)", lambda: SpecialFirstLayerMapComposite(
-            layer_map=layer_map_base() + [(Linear, ZPlus())], first_map=[(Linear, ZBox(low=0.0, high=1.0))])),
-    }  # fmt: skip
-    result = {"version": importlib.metadata.version("zennit"), "methods": {},
-              "logits_max_abs_diff": float(np.abs(logits - case["logits"]).max()),
-              "notes": f"torch {torch.__version__}, {torch.get_num_threads()} threads; `gradient` is plain torch "
-                       "autograd of the top logit; ZPlus/ZBox have zennit's default stabilizer 1e-6"}  # fmt: skip
+        "ZPlus": (
+            "ZPlus on every layer",
+            lambda: LayerMapComposite(layer_map=layer_map_base() + [(Linear, ZPlus())]),
+        ),
+        "ZBox+ZPlus": (
+            "ZBox(0, 1) first, ZPlus above (DTD)",
+            lambda: SpecialFirstLayerMapComposite(
+                layer_map=layer_map_base() + [(Linear, ZPlus())],
+                first_map=[(Linear, ZBox(low=0.0, high=1.0))],
+            ),
+        ),
+    }
+    result = {
+        "version": importlib.metadata.version("zennit"),
+        "methods": {},
+        "logits_max_abs_diff": float(np.abs(logits - case["logits"]).max()),
+        "notes": f"torch {torch.__version__}, {torch.get_num_threads()} threads; `gradient` is plain torch "
+        "autograd of the top logit; ZPlus/ZBox have zennit's default stabilizer 1e-6",
+    }
 
     calls, maps = {}, {}
     for label, (description, make) in composites.items():
