@@ -47,7 +47,8 @@ def main():
     innvestigate, zennit = np.load(fixtures / "innvestigate.npz"), np.load(fixtures / "zennit.npz")
     cases = json.loads(str(innvestigate["cases"]))
     print(
-        "| model | analyzer | max relative conservation error | max negative share | distance to DTD: max abs(R − R_DTD) / max abs(R_DTD) |"
+        "| model | analyzer | max relative conservation error | max negative share "
+        "| distance to DTD: max abs(R − R_DTD) / max abs(R_DTD) |"
     )
     print("|---|---|---|---|---|")
     for name, data in (

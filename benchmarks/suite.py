@@ -706,7 +706,8 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     add(f"- command: `{meta['command']}` (from the repository root)")
     add(f"- date: {meta['date']} (UTC), total wall time {wall_s / 60:.1f} min")
     add(
-        f"- TensorFlow {meta['tf']}, Keras {meta['keras']}, keras_dtd {meta['keras_dtd']}, Python {meta['python']}"
+        f"- TensorFlow {meta['tf']}, Keras {meta['keras']}, keras_dtd {meta['keras_dtd']}, "
+        f"Python {meta['python']}"
     )
     src, measured, end = meta["source_start"], meta["source_measured"], meta["source_end"]
     if meta["source"] == "HEAD":
@@ -727,27 +728,29 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     )
     add(
         f"- keras_dtd source: {what}, copied once at the start into a temporary directory that every worker "
-        f"imports (sha256 of its *.py {measured['hash']}; workers that imported it: {meta['snapshot_workers']}){changed}"
+        f"imports (sha256 of its *.py {measured['hash']}; "
+        f"workers that imported it: {meta['snapshot_workers']}){changed}"
     )
     add(f"- CPU: {meta['cpu']} × {meta['cpus']} (os.cpu_count), Linux {meta['kernel']}")
     add(f"- TF_ENABLE_ONEDNN_OPTS={meta['onednn']}")
     loads = sorted(LOADS) or [meta["load_start"]]
     add(
-        f"- load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f}, before each case "
-        f"min {loads[0]:.2f} / median {statistics.median(loads):.2f} / max {loads[-1]:.2f} (the suite itself keeps about "
-        "1 of the 2 cores busy): the machine is shared and noisy, so every figure is a median and ratios are medians "
-        "of per-pair ratios"
+        f"- load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f}, "
+        f"before each case min {loads[0]:.2f} / median {statistics.median(loads):.2f} / max {loads[-1]:.2f} "
+        "(the suite itself keeps about 1 of the 2 cores busy): the machine is shared and noisy, so every "
+        "figure is a median and ratios are medians of per-pair ratios"
     )
     add(
-        f"- repeats: models {cfg['repeats']} rounds (one round = one DTD and one gradient call per batch size, "
-        f"the order alternating), growth {cfg['growth_repeats']}, peers {cfg['peer_passes']} passes × "
+        f"- repeats: models {cfg['repeats']} rounds (one round = one DTD and one gradient call per batch "
+        f"size, the order alternating), growth {cfg['growth_repeats']}, peers {cfg['peer_passes']} passes × "
         f"{cfg['peer_repeats']} rounds; each after one "
         "warm-up call per batch size; every case in a fresh interpreter (peak RSS = ru_maxrss of that case)"
     )
     add(
         "- inputs: uniform random in [0, 1] (numpy seed 0); weights: Keras default initializers "
-        "(`keras.utils.set_random_seed(0)`); `DTD(model, input_range=(0, 1))` with `batch_size` = the largest "
-        "batch, so every batch size runs one compiled call; gradient = `bench_core.gradient_function` "
+        "(`keras.utils.set_random_seed(0)`); `DTD(model, input_range=(0, 1))` with `batch_size` = the "
+        "largest batch, so every batch size runs one compiled call; "
+        "gradient = `bench_core.gradient_function` "
         "(tf.function gradient of the top logit w.r.t. the input, same `jit_compile`)"
     )
     add("")
@@ -757,17 +760,19 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     add("")
     add(
         "Build = `DTD(...)` + first `analyze` of a batch of "
-        f"{cfg['build_batch']} (trace + compile + run); gradient first call = its first call on the same batch, "
-        "in a second fresh interpreter. RSS: peak after building the Keras model, after the DTD build, after one DTD "
-        "call at every batch size (before any gradient call), and at the end of the case (DTD and gradient at every "
-        "batch size); the gradient-only interpreter's peak after its calls at every batch size. "
+        f"{cfg['build_batch']} (trace + compile + run); gradient first call = its first call on the same "
+        "batch, in a second fresh interpreter. RSS: peak after building the Keras model, after the DTD "
+        "build, after one DTD call at every batch size (before any gradient call), and at the end of the "
+        "case (DTD and gradient at every batch size); the gradient-only interpreter's peak after its calls "
+        "at every batch size. "
         "With `jit_compile=True` every new batch size compiles again: "
         '"warm-up s" is the time of the first call at each of the other batch sizes (DTD / gradient).'
     )
     add("")
     add(
-        "| model | input | layers | params | forward MMAC/sample | jit | build s (DTD) | gradient first call s | "
-        "build ratio | warm-up s (DTD / gradient) | RSS MB: model → DTD built → DTD at every batch size → case peak | "
+        "| model | input | layers | params | forward MMAC/sample | jit | build s (DTD) | "
+        "gradient first call s | build ratio | warm-up s (DTD / gradient) | "
+        "RSS MB: model → DTD built → DTD at every batch size → case peak | "
         "RSS MB gradient-only peak | "
         "DTD conservation error | load (1 min) before the case |"
     )
@@ -793,7 +798,8 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
                     fmt(r.get("grad_first_s"), 2),
                     fmt(r["build_s"] / r["grad_first_s"], 1, "×") if r.get("grad_first_s") else "—",
                     f"{r['dtd_warmup_s']:.2f} / {r['grad_warmup_s']:.2f}",
-                    f"{r['rss_model']:.0f} → {r['rss_build']:.0f} → {r['rss_dtd_all']:.0f} → {r['rss_peak']:.0f}",
+                    f"{r['rss_model']:.0f} → {r['rss_build']:.0f} → "
+                    f"{r['rss_dtd_all']:.0f} → {r['rss_peak']:.0f}",
                     fmt(r.get("rss_grad_peak"), 0),
                     f"{r['conservation']:.1e}" if r.get("conservation") is not None else "—",
                     fmt(r.get("load"), 2),
@@ -831,7 +837,8 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     add("")
     if len(cfg["jit"]) == 2 and models:
         add(
-            "jit_compile effect (time with jit on / time with jit off, per batch size; < 1 means XLA is faster):"
+            "jit_compile effect (time with jit on / time with jit off, per batch size; "
+            "< 1 means XLA is faster):"
         )
         add("")
         add("| model | " + " | ".join(f"b={b}: DTD, gradient" for b in batches) + " | build s off → on |")
@@ -868,8 +875,8 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             "blocks",
             "blocks",
             "DenseNet-style chain (depth): Input 16×16×3, Conv2D(16) stem, N × [BatchNorm, "
-            "ReLU, Conv2D(12, 3×3), Concatenate with the block input], BN, ReLU, GAP, Dense(10); channels grow by 12 "
-            "per block, so multiply-adds grow quadratically with N",
+            "ReLU, Conv2D(12, 3×3), Concatenate with the block input], BN, ReLU, GAP, Dense(10); "
+            "channels grow by 12 per block, so multiply-adds grow quadratically with N",
             "block",
         ),
         (
@@ -887,15 +894,16 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         add(f"### {title}")
         add("")
         add(
-            f"Batch {b}. Build s, gradient first call s and RSS: one fresh interpreter per size (as in section 1); "
-            f"ms/batch: all sizes in one interpreter, {cfg['growth_repeats']} interleaved rounds (each round visits "
-            f"every size, the order rotating), medians; ms/unit = ms per batch / "
+            f"Batch {b}. Build s, gradient first call s and RSS: one fresh interpreter per size "
+            f"(as in section 1); ms/batch: all sizes in one interpreter, {cfg['growth_repeats']} interleaved "
+            "rounds (each round visits every size, the order rotating), medians; ms/unit = ms per batch / "
             f"{label if key != 'vgg_size' else 'pixels (size²)'}."
         )
         add("")
         add(
-            f"| {label} | layers | forward GMAC/batch | build s (DTD) | gradient first call s | DTD ms/batch | "
-            "gradient ms/batch | ratio | DTD ms per unit | gradient ms per unit | RSS MB case peak |"
+            f"| {label} | layers | forward GMAC/batch | build s (DTD) | gradient first call s | "
+            "DTD ms/batch | gradient ms/batch | ratio | DTD ms per unit | gradient ms per unit | "
+            "RSS MB case peak |"
         )
         add("|" + "---|" * 11)
         ok = []
@@ -909,9 +917,10 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             units = n * n if key == "vgg_size" else n
             ok.append((n, r, p))
             add(
-                f"| {n} | {r['layers']} | {r['macs'] * b / 1e9:.2f} | {r['build_s']:.2f} | {fmt(r.get('grad_first_s'), 2)} | "
-                f"{p['dtd_ms']:.1f} | {p['grad_ms']:.1f} | {p['ratio']:.2f}× | {p['dtd_ms'] / units:.4g} | "
-                f"{p['grad_ms'] / units:.4g} | {r['rss_peak']:.0f} |"
+                f"| {n} | {r['layers']} | {r['macs'] * b / 1e9:.2f} | {r['build_s']:.2f} | "
+                f"{fmt(r.get('grad_first_s'), 2)} | {p['dtd_ms']:.1f} | {p['grad_ms']:.1f} | "
+                f"{p['ratio']:.2f}× | {p['dtd_ms'] / units:.4g} | {p['grad_ms'] / units:.4g} | "
+                f"{r['rss_peak']:.0f} |"
             )
         add("")
         if len(ok) >= 2:
@@ -949,9 +958,9 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
                     ("DTD build s vs pixels", [r["build_s"] for _, r, _ in ok], "pixels"),
                 ]
             add(
-                "Growth exponent k (cost ∝ size^k; 1 = linear, 2 = quadratic), per step between neighbouring sizes. "
-                "Verdict from k over the whole range: linear if 0.8 ≤ k ≤ 1.2 and the largest step's k ≤ 1.3, "
-                "superlinear above, sublinear (fixed costs dominate) below 0.8."
+                "Growth exponent k (cost ∝ size^k; 1 = linear, 2 = quadratic), per step between neighbouring "
+                "sizes. Verdict from k over the whole range: linear if 0.8 ≤ k ≤ 1.2 and the largest step's "
+                "k ≤ 1.3, superlinear above, sublinear (fixed costs dominate) below 0.8."
             )
             add("")
             for m in measures:
@@ -968,23 +977,25 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
     add("## 3. Peers on the same VGG-style case (64×64×3, batch 32, same weights and inputs)")
     add("")
     add(
-        "The weights (`vgg_style()`'s Keras initializers with seed 0, each kernel then scaled, layer by layer, so that "
-        "its pre-activations on the batch have std 1 (LSUV-style, so that logits are O(1) as in a trained net), biases "
-        "uniform(−0.05, 0), so that the ε rule's bias term is exercised and DTD stays conservative) and the inputs "
-        "(uniform in [0, 1]) are generated in keras_dtd's "
-        "interpreter and saved as an .npz in a temp dir; each peer rebuilds the network from the saved layer list "
-        "(zennit: Conv2d kernels (kh, kw, in, out) → (out, in, kh, kw), inputs NCHW, a permute to NHWC before "
-        "Flatten). Build = analyzer construction + first call, in an interpreter where the library's own gradient "
-        "ran first (so it does not carry the framework's warm-up); median over the passes. ms/batch = median over "
-        f"all rounds of {cfg['peer_passes']} pass(es) (a pass runs keras_dtd, iNNvestigate and zennit one after the other, "
-        f"each in a fresh interpreter, {cfg['peer_repeats']} interleaved rounds, the order rotating each round); "
+        "The weights (`vgg_style()`'s Keras initializers with seed 0, each kernel then scaled, layer by "
+        "layer, so that its pre-activations on the batch have std 1 (LSUV-style, so that logits are O(1) "
+        "as in a trained net), biases uniform(−0.05, 0), so that the ε rule's bias term is exercised and "
+        "DTD stays conservative) and the inputs (uniform in [0, 1]) are generated in keras_dtd's "
+        "interpreter and saved as an .npz in a temp dir; each peer rebuilds the network from the saved "
+        "layer list (zennit: Conv2d kernels (kh, kw, in, out) → (out, in, kh, kw), inputs NCHW, a permute "
+        "to NHWC before Flatten). Build = analyzer construction + first call, in an interpreter where the "
+        "library's own gradient ran first (so it does not carry the framework's warm-up); median over the "
+        f"passes. ms/batch = median over all rounds of {cfg['peer_passes']} pass(es) (a pass runs "
+        "keras_dtd, iNNvestigate and zennit one after the other, each in a fresh interpreter, "
+        f"{cfg['peer_repeats']} interleaved rounds, the order rotating each round); "
         '"× own gradient" = median of per-round ratios to the same library\'s plain '
-        'gradient; "× keras_dtd" = ms / keras_dtd\'s corresponding method (DTD for z⁺/DeepTaylor methods, LRP-ε '
-        "for ε methods, gradient for gradients)."
+        'gradient; "× keras_dtd" = ms / keras_dtd\'s corresponding method (DTD for z⁺/DeepTaylor '
+        "methods, LRP-ε for ε methods, gradient for gradients)."
     )
     add("")
     add(
-        "| library | method | build s | ms/batch | × own gradient | × keras_dtd | peak RSS MB | load (1 min) before each pass |"
+        "| library | method | build s | ms/batch | × own gradient | × keras_dtd | peak RSS MB | "
+        "load (1 min) before each pass |"
     )
     add("|---|---|---|---|---|---|---|---|")
     kd = peers.get("keras_dtd", {})
@@ -1015,7 +1026,8 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             ref = kd_methods.get(counterpart.get(name, name))
             versus = f"{m['ms'] / ref['ms']:.2f}×" if ref and "ms" in m and library != "keras_dtd" else "—"
             add(
-                f"| {library} {version} | {m.get('label', name)} | {fmt(m.get('build_s'), 2)} | {fmt(m.get('ms'), 1)} | "
+                f"| {library} {version} | {m.get('label', name)} | {fmt(m.get('build_s'), 2)} | "
+                f"{fmt(m.get('ms'), 1)} | "
                 f"{fmt(m.get('ratio'), 2, '×')} | {versus} | {fmt(r.get('rss_peak'), 0)} | "
                 f"{', '.join(f'{x:.2f}' for x in r.get('loads', []) if x is not None)} |"
             )
@@ -1027,7 +1039,8 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
             notes.append(f"- {library}: {r['notes']}")
         if "logits_max_abs_diff" in r:
             notes.append(
-                f"- {library}: its logits vs keras_dtd's Keras model: max abs diff {r['logits_max_abs_diff']:.1e} "
+                f"- {library}: its logits vs keras_dtd's Keras model: "
+                f"max abs diff {r['logits_max_abs_diff']:.1e} "
                 f"(max abs logit {kd.get('logits_max_abs', float('nan')):.3g})"
             )
     if notes:
@@ -1035,22 +1048,24 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         add("")
     rows = agreement(peer_maps) if peer_maps else []
     add(
-        "Agreement of the maps (starting relevance: keras_dtd's LRP explains the signed selected logit, DTD max(f, 0) "
-        f"({kd.get('negative_top_logits', '?')} of 32 samples have a top logit ≤ 0); iNNvestigate and zennit one-hot × logit of the top class). "
+        "Agreement of the maps (starting relevance: keras_dtd's LRP explains the signed selected logit, "
+        f"DTD max(f, 0) ({kd.get('negative_top_logits', '?')} of 32 samples have a top logit ≤ 0); "
+        "iNNvestigate and zennit one-hot × logit of the top class). "
         "The first two rows are the check asked for; the others are for information."
     )
     add("")
     add(
         "| peer | their method | keras_dtd method | what | max abs diff / max abs (whole batch) | "
-        "median over samples of the per-sample figure | samples above 1e-4 | of which the two gradients also differ "
-        "by > 1e-4 (a ReLU or max-pool switch that flips between the two float32 forward passes) |"
+        "median over samples of the per-sample figure | samples above 1e-4 | "
+        "of which the two gradients also differ by > 1e-4 "
+        "(a ReLU or max-pool switch that flips between the two float32 forward passes) |"
     )
     add("|---|---|---|---|---|---|---|---|")
     for library, theirs, ours, note, value, med, above, also in rows:
         value_s = value if isinstance(value, str) else f"{value:.1e}"
         add(
-            f"| {library} | {theirs} | {ours} | {note} | {value_s} | {'—' if med is None else f'{med:.1e}'} | "
-            f"{above} | {also} |"
+            f"| {library} | {theirs} | {ours} | {note} | {value_s} | "
+            f"{'—' if med is None else f'{med:.1e}'} | {above} | {also} |"
         )
     if not rows:
         add("| — | no peer maps | | | | | | |")
@@ -1060,7 +1075,8 @@ def write_report(path, cfg, meta, models, growth, peers, peer_maps, under_load, 
         import under_load as load_module
 
         add(
-            "## 4. Under load (`benchmarks/under_load.py`, VGG-style CNN, `DTD(input_range=(0, 1), batch_size=32)`)"
+            "## 4. Under load (`benchmarks/under_load.py`, VGG-style CNN, "
+            "`DTD(input_range=(0, 1), batch_size=32)`)"
         )
         add("")
         lines.extend(load_module.report_lines(under_load))
@@ -1132,7 +1148,8 @@ def aims_lines(models, peers, cfg):
             else ""
         )
         out.append(
-            f"- keras_dtd faster per batch than {library}: {detail} → **{'met' if faster else 'not met'}**{caveat}"
+            f"- keras_dtd faster per batch than {library}: {detail} "
+            f"→ **{'met' if faster else 'not met'}**{caveat}"
         )
     return out
 

@@ -143,9 +143,11 @@ def report_lines(r):
         f"results {'identical to' if t['identical'] else 'DIFFERENT from'} the serial calls (max abs diff "
         f"{t['max_abs_diff']:.1e}); traces of the compiled function: {t['traces']}; wall time serial "
         f"{t['serial_s']:.1f} s, threaded {t['threaded_s']:.1f} s",
-        f"- many calls: {m['calls']} calls on batches of 1–32 samples, after 50 warm-up calls: peak RSS growth "
-        f"{m['rss_growth_mb']:.1f} MB, new traces {m['new_traces']}, median {m['median_ms']:.1f} ms per call",
-        "- streaming a `tf.data.Dataset` of generated 64×64×3 images to `.npy` (`analyze(dataset, out=...)`):",
+        f"- many calls: {m['calls']} calls on batches of 1–32 samples, after 50 warm-up calls: "
+        f"peak RSS growth {m['rss_growth_mb']:.1f} MB, new traces {m['new_traces']}, "
+        f"median {m['median_ms']:.1f} ms per call",
+        "- streaming a `tf.data.Dataset` of generated 64×64×3 images to `.npy` "
+        "(`analyze(dataset, out=...)`):",
         "",
         "| images | seconds | images/s | peak RSS growth MB | .npy MB | a sample vs analyze on it alone |",
         "|---|---|---|---|---|---|",
@@ -161,7 +163,8 @@ def report_lines(r):
         lines += [
             "",
             f"{last['images'] // first['images']}× the images: output {last['file_mb']:.0f} MB against "
-            f"{first['file_mb']:.0f} MB; peak RSS growth {first['rss_growth_mb']:.1f} → {last['rss_growth_mb']:.1f} MB "
+            f"{first['file_mb']:.0f} MB; peak RSS growth {first['rss_growth_mb']:.1f} → "
+            f"{last['rss_growth_mb']:.1f} MB "
             f"→ memory {'bounded by the batch, not the dataset' if bounded else 'GROWS with the dataset'} "
             "(criterion: growth on the largest stream below 16 MB or 10 % of its output).",
         ]

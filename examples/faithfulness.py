@@ -86,7 +86,8 @@ def main(argv=None):
         }
         curves[name] = flipped.curves.mean(axis=0)
         print(
-            f"| {name} | {rows[name]['aopc']:.3f} | {rows[name]['deletion']:.3f} | {rows[name]['insertion']:.3f} |"
+            f"| {name} | {rows[name]['aopc']:.3f} | {rows[name]['deletion']:.3f} "
+            f"| {rows[name]['insertion']:.3f} |"
         )
 
     from matplotlib.figure import Figure

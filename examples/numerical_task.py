@@ -84,7 +84,8 @@ def main(argv=None):
     print("\ninput     neuron   x_i          w² by hand   w² keras_dtd   z⁺ by hand   z⁺ keras_dtd")
     for i in range(args.inputs):
         print(
-            f"input     i={i:<5} {x[i]:11.6f}  {r_w2[i]:11.6f}  {w2[0, i]:12.6f}   {r_zplus[i]:11.6f}  {zplus[0, i]:11.6f}"
+            f"input     i={i:<5} {x[i]:11.6f}  {r_w2[i]:11.6f}  {w2[0, i]:12.6f}   "
+            f"{r_zplus[i]:11.6f}  {zplus[0, i]:11.6f}"
         )
 
     checks = {
@@ -103,7 +104,8 @@ def main(argv=None):
         "\nInterpretation: sum pooling hands each detection unit exactly its activation as relevance. "
         "The w² rule then spreads it over the inputs by squared weights alone (what the unit is tuned to), "
         "while z⁺ weighs each input by its actual positive contribution x_i w_ij⁺, so an input that feeds "
-        "the active units only through negative weights receives nothing. Both redistribute all relevance and never produce negative values."
+        "the active units only through negative weights receives nothing. "
+        "Both redistribute all relevance and never produce negative values."
     )
     return {"output": output, "w2": w2[0], "zplus": zplus[0], "checks": checks}
 

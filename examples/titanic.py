@@ -80,7 +80,8 @@ def main(argv=None):
     shares = 100 * relevance / np.maximum(relevance.sum(axis=1, keepdims=True), 1e-12)
 
     print(
-        f"\nrelevance shares (%) of each feature in the survival evidence f ({args.rule} rule at the first layer)"
+        "\nrelevance shares (%) of each feature in the survival evidence f "
+        f"({args.rule} rule at the first layer)"
     )
     header = f"{'passenger':32s} {'f':>6s} " + " ".join(f"{n[:10]:>10s}" for n in names)
     print(header)

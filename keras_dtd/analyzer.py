@@ -401,18 +401,21 @@ class Analyzer:
             if selection in ("max_activation", "all"):
                 return np.full(n, -1, np.int32), selection == "all"
             raise ValueError(
-                f"neuron_selection must be 'max_activation', 'all', an int or one int per sample; got '{selection}'."
+                "neuron_selection must be 'max_activation', 'all', an int or one int per sample; "
+                f"got '{selection}'."
             )
         a = np.asarray(selection)
         if a.dtype == bool or a.dtype.kind not in "iu" or a.ndim > 1:
             raise ValueError(
-                f"neuron_selection must be 'max_activation', 'all', an int or one int per sample; got {selection!r}."
+                "neuron_selection must be 'max_activation', 'all', an int or one int per sample; "
+                f"got {selection!r}."
             )
         if a.ndim == 1 and a.shape[0] != n:
             raise ValueError(f"neuron_selection has {a.shape[0]} indices for {n} samples.")
         if np.any(a < 0) or np.any(a >= self._n_outputs):
             raise ValueError(
-                f"neuron_selection {selection!r} is out of range: the output has {self._n_outputs} neurons (0..{self._n_outputs - 1})."
+                f"neuron_selection {selection!r} is out of range: the output has {self._n_outputs} neurons "
+                f"(0..{self._n_outputs - 1})."
             )
         return np.broadcast_to(a, (n,)).astype(np.int32), False
 

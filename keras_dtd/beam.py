@@ -64,7 +64,8 @@ def input_spec(loaded) -> tuple[str, tuple, tf.DType]:
     """(name, sample shape, dtype) of the one model input of a keras_dtd export."""
     if "explain" not in loaded.signatures or "serving_default" not in loaded.signatures:
         raise ValueError(
-            "The SavedModel has no 'explain' and 'serving_default' signatures; write it with keras_dtd.export."
+            "The SavedModel has no 'explain' and 'serving_default' signatures; "
+            "write it with keras_dtd.export."
         )
     specs = {
         k: v
@@ -73,7 +74,8 @@ def input_spec(loaded) -> tuple[str, tuple, tf.DType]:
     }
     if len(specs) != 1:
         raise ValueError(
-            f"The Beam pipeline explains models with one input; this export has {len(specs)}: {sorted(specs)}."
+            "The Beam pipeline explains models with one input; "
+            f"this export has {len(specs)}: {sorted(specs)}."
         )
     ((name, spec),) = specs.items()
     return name, tuple(spec.shape[1:]), spec.dtype
@@ -146,7 +148,8 @@ def read_samples(readable_file, shape, dtype, feature="x"):
         ]
     else:
         raise ValueError(
-            f"{path}: unknown input type '{suffix}'; give .npy batches or TFRecord files ({', '.join(TFRECORD_SUFFIXES)})."
+            f"{path}: unknown input type '{suffix}'; give .npy batches or TFRecord files "
+            f"({', '.join(TFRECORD_SUFFIXES)})."
         )
     if len(batch) == 0:
         raise ValueError(f"{path} holds no samples.")
@@ -160,13 +163,15 @@ def _example_values(record, feature, shape, path, k):
     example = tf.train.Example.FromString(record)
     if feature not in example.features.feature:
         raise ValueError(
-            f"{path}: record {k} has no feature '{feature}' (it has {sorted(example.features.feature)}); pass feature=... / --feature."
+            f"{path}: record {k} has no feature '{feature}' (it has {sorted(example.features.feature)}); "
+            "pass feature=... / --feature."
         )
     values = example.features.feature[feature]
     data = np.asarray(values.float_list.value if values.HasField("float_list") else values.int64_list.value)
     if None in shape or data.size != int(np.prod(shape)):
         raise ValueError(
-            f"{path}: record {k}'s feature '{feature}' has {data.size} values; the exported model takes a sample of shape {shape}."
+            f"{path}: record {k}'s feature '{feature}' has {data.size} values; "
+            f"the exported model takes a sample of shape {shape}."
         )
     return data.reshape(shape)
 
@@ -238,7 +243,8 @@ def _check_inputs(pattern):
         base = os.path.splitext(os.path.basename(path))[0]
         if base in bases:
             raise ValueError(
-                f"'{bases[base]}' and '{path}' share the base name '{base}': their maps would overwrite each other."
+                f"'{bases[base]}' and '{path}' share the base name '{base}': "
+                "their maps would overwrite each other."
             )
         bases[base] = path
 

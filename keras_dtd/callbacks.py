@@ -77,7 +77,8 @@ class RelevanceMonitor(keras.callbacks.Callback):
             counts = [every_n_batches] if isinstance(every_n_batches, int) else list(every_n_batches)
             if not counts or not all(isinstance(c, int) and c >= 1 for c in counts):
                 raise ValueError(
-                    f"every_n_batches must be a positive int or a list of batch counts, got {every_n_batches!r}."
+                    "every_n_batches must be a positive int or a list of batch counts, "
+                    f"got {every_n_batches!r}."
                 )
         self.x, dataset_labels = _samples(x, max_samples)
         self.labels = labels if labels is not None else dataset_labels

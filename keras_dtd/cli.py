@@ -71,9 +71,9 @@ def _parser():
     dataset = commands.add_parser(
         "explain-dataset",
         help="explain .npy / TFRecord files with Apache Beam (any runner)",
-        description="Explain every sample in the files matching INPUT_PATTERN with the SavedModel in EXPORT_DIR "
-        "(written by `keras-dtd export`), on Apache Beam. Writes OUTPUT_DIR/<base name>.npy per input "
-        "file and OUTPUT_DIR/summary.csv. Options not listed here are Beam's pipeline options "
+        description="Explain every sample in the files matching INPUT_PATTERN with the SavedModel in "
+        "EXPORT_DIR (written by `keras-dtd export`), on Apache Beam. Writes OUTPUT_DIR/<base name>.npy "
+        "per input file and OUTPUT_DIR/summary.csv. Options not listed here are Beam's pipeline options "
         "(--runner DirectRunner | DataflowRunner | FlinkRunner | SparkRunner, and each runner's own).",
     )
     dataset.add_argument(

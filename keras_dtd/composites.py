@@ -66,7 +66,8 @@ def _check_map(name, mapping):
                 )
         elif not classes or not all(isinstance(c, type) for c in classes):
             raise TypeError(
-                f"Composite {name}: a selector is a layer class, a tuple of classes or a kind; got {selector!r}."
+                f"Composite {name}: a selector is a layer class, a tuple of classes or a kind; "
+                f"got {selector!r}."
             )
         if not isinstance(rule, R.Rule):
             raise TypeError(f"Composite {name}: {selector!r} maps to {rule!r}, not a keras_dtd.rules.Rule.")

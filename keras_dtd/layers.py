@@ -227,7 +227,8 @@ def kind_of(layer, n_tensor_inputs=1) -> str | None:
 
 
 def activation_name(layer) -> str:
-    """Name of the elementwise function a layer or operation applies: 'relu', 'silu', ... ('linear' if none)."""
+    """Name of the elementwise function a layer or operation applies: 'relu', 'silu', ...
+    ('linear' if none)."""
     name = operation_name(layer)
     if name is not None:
         return name if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else "linear"

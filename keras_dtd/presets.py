@@ -124,9 +124,10 @@ def _listed(names, limit=8):
 def non_relu_warning(non_relu) -> str:
     """The message of the :class:`NonReLUWarning` for these layers ("path (activation)")."""
     return (
-        f"{len(non_relu)} layers use activations other than ReLU: {_listed(list(non_relu))}. Relevance passes "
-        "through them unchanged, so the map stays conservative and positive, but the deep Taylor (root "
-        "point) interpretation is approximate there. DTD(..., strict=True) refuses such models."
+        f"{len(non_relu)} layers use activations other than ReLU: {_listed(list(non_relu))}. "
+        "Relevance passes through them unchanged, so the map stays conservative and positive, but the "
+        "deep Taylor (root point) interpretation is approximate there. DTD(..., strict=True) refuses "
+        "such models."
     )
 
 
@@ -137,9 +138,9 @@ def _composite_rule(node, composite: Composite, is_first: bool) -> R.Rule:
         if operation_name(node.layer) is not None:
             raise UnsupportedLayerError(
                 f"Operation '{node.path}' (keras.ops.{operation_name(node.layer)}, used on symbolic tensors "
-                f"with {len(node.inputs)} tensor input(s)) has no relevance rule in keras_dtd. Give it one by "
-                f"name, e.g. layer_rules={{'{node.layer.name}': keras_dtd.rules.PassThrough()}}, or wrap the "
-                "computation in a Keras layer and register a rule for that layer's class."
+                f"with {len(node.inputs)} tensor input(s)) has no relevance rule in keras_dtd. Give it one "
+                f"by name, e.g. layer_rules={{'{node.layer.name}': keras_dtd.rules.PassThrough()}}, or wrap "
+                "the computation in a Keras layer and register a rule for that layer's class."
             )
         raise UnsupportedLayerError(
             f"Layer '{node.path}' of type {cls} is not supported by keras_dtd. Register a rule "
@@ -157,7 +158,8 @@ def _composite_rule(node, composite: Composite, is_first: bool) -> R.Rule:
         raise UnsupportedLayerError(
             f"Layer '{node.path}' ({type(node.layer).__name__}) multiplies {len(node.inputs)} tensors, and "
             "keras_dtd cannot tell the signal from the gate (a gate is produced by a sigmoid-like "
-            f"activation). Name the gate: DTD(model, gates={{'{node.layer.name}': '<layer producing the gate>'}})."
+            "activation). Name the gate: "
+            f"DTD(model, gates={{'{node.layer.name}': '<layer producing the gate>'}})."
         )
     rule = composite.rule(node, is_first)
     if rule is None:

@@ -96,8 +96,9 @@ class _RelevanceModel:
         self._node = nodes[-1]  # a separable convolution's pointwise half
         if not _rectified(self._dtd._graph, self._node):
             raise ValueError(
-                f"Layer '{layer}' ({type(self._node.layer).__name__}, activation '{self._node.activation}') has no "
-                "ReLU-like activations to model: choose a layer whose outputs are rectified (ReLU, ReLU6, or pooling of them)."
+                f"Layer '{layer}' ({type(self._node.layer).__name__}, "
+                f"activation '{self._node.activation}') has no ReLU-like activations to model: "
+                "choose a layer whose outputs are rectified (ReLU, ReLU6, or pooling of them)."
             )
         self._features_fn = tf.function(self._features, autograph=False)
 

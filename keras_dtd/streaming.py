@@ -34,7 +34,10 @@ class NpyWriter:
         self.count = 0
 
     def _header(self, dtype, shape, count):
-        text = f"{{'descr': {np.lib.format.dtype_to_descr(dtype)!r}, 'fortran_order': False, 'shape': ({count:<{_COUNT_WIDTH}d},{''.join(f' {s},' for s in shape)}), }}"
+        text = (
+            f"{{'descr': {np.lib.format.dtype_to_descr(dtype)!r}, 'fortran_order': False, "
+            f"'shape': ({count:<{_COUNT_WIDTH}d},{''.join(f' {s},' for s in shape)}), }}"
+        )
         total = len(_MAGIC) + 2 + len(text) + 1
         text += " " * (-total % 64) + "\n"
         return _MAGIC + len(text).to_bytes(2, "little") + text.encode("latin1")
@@ -133,7 +136,8 @@ def _numpy(a):
 def analyze_stream(analyzer, stream, neuron_selection="max_activation", verbose="auto", out=None):
     """Relevance for every batch of ``stream`` (see :meth:`keras_dtd.Analyzer.analyze`):
     a numpy array, or with ``out`` (a .npy path) a memory map of the file written batch by
-    batch, or with a TFRecord path (``.tfrecord``) a dataset reading that file back. ``verbose``: "auto" shows a progress bar when the stream has more than 3 batches
+    batch, or with a TFRecord path (``.tfrecord``) a dataset reading that file back.
+    ``verbose``: "auto" shows a progress bar when the stream has more than 3 batches
     (or an unknown length), 0 hides it, 1 shows it."""
     if not (isinstance(neuron_selection, (str, int)) and not isinstance(neuron_selection, bool)):
         raise ValueError(

@@ -105,8 +105,9 @@ class Taylor(Gradient):
             bad = np.flatnonzero(~converged)
             warnings.warn(
                 f"{bad.size} of {n} samples have no root with |f| <= {self.tolerance:g}·|f(x)| found "
-                f"(samples {', '.join(map(str, bad[:10]))}{', ...' if bad.size > 10 else ''}); their maps are taken at "
-                "the closest point found, and TaylorExplanation.remainder says how much of f they miss.",
+                f"(samples {', '.join(map(str, bad[:10]))}{', ...' if bad.size > 10 else ''}); "
+                "their maps are taken at the closest point found, and TaylorExplanation.remainder says "
+                "how much of f they miss.",
                 RootNotFoundWarning,
                 stacklevel=_outside_keras_dtd(),
             )

@@ -1,7 +1,8 @@
-"""iNNvestigate 2.1.2 on the suite's VGG-style case; run by ``benchmarks/suite.py`` with the
+r"""iNNvestigate 2.1.2 on the suite's VGG-style case; run by ``benchmarks/suite.py`` with the
 iNNvestigate environment's python (TF 2.14, graph mode)::
 
-    $KERAS_DTD_INNVESTIGATE_PYTHON benchmarks/peers/innvestigate_vgg.py --case case.npz --out maps.npz --repeats 9
+    $KERAS_DTD_INNVESTIGATE_PYTHON benchmarks/peers/innvestigate_vgg.py \
+        --case case.npz --out maps.npz --repeats 9
 
 ``case.npz`` (written by keras_dtd's side of the suite) holds the layer list, the weights, the
 inputs and keras_dtd's logits. Times iNNvestigate's ``lrp.epsilon`` (ε = 1e-7), ``deep_taylor``,
