@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,examples,test]"
+	$(PY) -m pip install --quiet -e ".[cpu,examples,test,beam]"
 	touch $@
 
 test: $(VENV)/.installed
