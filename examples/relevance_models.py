@@ -107,7 +107,12 @@ def main(argv=None):
         save=path,
     )
     print(f"figure: {path} (one row per method: {', '.join(maps)})")
-    return {"accuracy": accuracy, "rows": rows, "taylor_converged": float(taylor.converged.mean())}
+    return {
+        "accuracy": accuracy,
+        "rows": rows,
+        "maps": maps,
+        "taylor_converged": float(taylor.converged.mean()),
+    }
 
 
 if __name__ == "__main__":

@@ -31,20 +31,38 @@ def test_names_build_the_matching_analyzers(model, x):
     np.testing.assert_allclose(
         create_analyzer("lrp.epsilon", model, neuron_selection_mode="index", epsilon=0.5).analyze(x, 2),
         LRP(model, rules.Epsilon(0.5)).analyze(x, neuron_selection=2),
-        rtol=1e-6,
+        rtol=1e-5,
+        atol=1e-7,
     )
     np.testing.assert_allclose(
         create_analyzer("lrp.alpha_2_beta_1", model, neuron_selection_mode="all").analyze(x),
         LRP(model, rules.AlphaBeta(2, 1, bias="both")).analyze(x, neuron_selection="all"),
-        rtol=1e-6,
+        rtol=1e-5,
+        atol=1e-7,
     )
     required = {
         "deep_taylor.bounded": {"low": 0, "high": 1},
         "lrp": {"rule": "Z"},
         "lrp.alpha_beta": {"alpha": 2},
     }
+    logits = keras.Model(model.inputs, model.layers[-1].output)(x).numpy()  # softmax: explained before it
+    w, b = model.layers[-1].get_weights()
+    top = (keras.Model(model.inputs, model.layers[-2].output)(x).numpy() @ w + b).argmax(axis=1)
+    assert np.all(top == logits.argmax(axis=1))
     for name in ANALYZERS:
-        assert create_analyzer(name, model, **required.get(name, {})).analyze(x).shape == x.shape
+        kwargs = required.get(name, {})
+        default = create_analyzer(name, model, **kwargs)
+        keras.utils.set_random_seed(3)  # random and smoothgrad draw the same noise in both modes
+        got = default.analyze(x)
+        assert got.shape == x.shape and np.all(np.isfinite(got)) and np.abs(got).max() > 0, name
+        # the default mode explains each sample's top logit: the same maps as those indices given explicitly
+        keras.utils.set_random_seed(3)
+        by_index = create_analyzer(name, model, neuron_selection_mode="index", **kwargs).analyze(x, top)
+        np.testing.assert_allclose(got, by_index, rtol=1e-5, atol=1e-6 * np.abs(got).max(), err_msg=name)
+        other = (top + 1) % 4  # and another output's maps differ
+        keras.utils.set_random_seed(3)
+        elsewhere = create_analyzer(name, model, neuron_selection_mode="index", **kwargs).analyze(x, other)
+        assert name in ("input", "random") or np.abs(elsewhere - got).max() > 1e-3 * np.abs(got).max(), name
 
 
 def test_innvestigates_deep_taylor_is_not_the_papers(model, x):

@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import replica
 
 from keras_dtd import DTD
 from keras_dtd.relevance_models import MinMax, MinMaxLayer, TrainingFree
@@ -95,22 +96,47 @@ def test_w2_rule_redistributes_by_squared_weights(detection_pooling, fitted):
 
 
 def test_training_free_model_gives_dtds_maps():
+    """Relevance proportional to activation above 'pooled' is z⁺ through the upper layers' own weights
+    (checked against a float64 replica) and DTD's maps below it."""
     keras.utils.set_random_seed(2)
     inp = keras.Input((8, 8, 1))
     h = keras.layers.Conv2D(4, 3, activation="relu")(inp)
     h = keras.layers.MaxPooling2D(2, name="pooled")(h)
-    h = keras.layers.Conv2D(6, 2, activation="relu")(h)
-    out = keras.layers.Dense(3)(keras.layers.Flatten()(h))
-    model = keras.Model(inp, out)
+    conv = keras.layers.Conv2D(6, 2, activation="relu")
+    dense = keras.layers.Dense(3)
+    model = keras.Model(inp, dense(keras.layers.Flatten()(conv(h))))
+    for layer in (conv, dense):  # biases < 0: the rectifiers are not all on, and DTD stays conservative
+        layer.set_weights([layer.get_weights()[0], np.full(layer.get_weights()[1].shape, -0.05, "float32")])
     x = np.random.default_rng(0).uniform(0, 1, (6, 8, 8, 1)).astype("float32")
     free = TrainingFree(model, "pooled")
     assert free.fit(x) is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        explanation = free.analyzer((0, 1)).explain(x, return_layers=True)
+        dtd = DTD(model, input_range=(0, 1)).analyze(x)
+        report = free.evaluate(x, (0, 1))
+    # float64 replica: f → z⁺ through the Dense → z⁺ through the convolution, from the pooled activations
+    pooled = np.asarray(keras.Model(inp, h)(x), np.float64).reshape(len(x), -1)
+    linear = keras.layers.Conv2D(6, 2)  # the convolution without its ReLU, as an affine map
+    linear.build((None, 3, 3, 4))
+    linear.set_weights(conv.get_weights())
+    m_conv, b_conv = replica.layer_matrix(lambda b: linear(b.astype("float32")).numpy(), (3, 3, 4))
+    m_dense = dense.get_weights()[0].astype(np.float64)
+    for k, hk in enumerate(pooled):
+        a = np.maximum(hk @ m_conv + b_conv, 0)
+        f = a @ m_dense + dense.get_weights()[1]
+        r_top = np.where(np.arange(3) == f.argmax(), max(f.max(), 0), 0)
+        r_a = replica.proportional(replica.pos(a[:, None] * m_dense), r_top)
+        r_pooled = replica.proportional(replica.pos(hk[:, None] * m_conv), r_a)
+        # float32 sums of nonnegative terms (≤ 36 per denominator, two layers): relative error ≤ ~1e-5
         np.testing.assert_allclose(
-            free.analyzer((0, 1)).analyze(x), DTD(model, input_range=(0, 1)).analyze(x), rtol=1e-5, atol=1e-7
+            explanation.layers["pooled"][k].reshape(-1), r_pooled, rtol=1e-5, atol=1e-6 * f.max()
         )
-        assert free.evaluate(x, (0, 1))["r2"] == 1.0
+    np.testing.assert_allclose(explanation.relevance, dtd, rtol=1e-5, atol=1e-7)
+    sums, f = dtd.reshape(len(x), -1).sum(axis=1), model.predict_on_batch(x).max(axis=1)
+    assert report["negative_share"] == 0 and report["conservation_error"] == pytest.approx(
+        np.max(np.abs(sums - f)[f > 0] / f[f > 0]), abs=1e-6
+    )
 
 
 def test_relevance_model_errors(detection_pooling):
@@ -163,9 +189,8 @@ def test_taylor_with_a_given_root_and_no_root_in_the_domain():
     x = np.full((2, 3), 0.5, "float32")
     given = Taylor(model, root=np.zeros(3)).explain(x, neuron_selection=0)  # f = Σx + 5, before the softmax
     np.testing.assert_allclose(given.relevance, 0.5 * np.ones((2, 3)), rtol=1e-6)
-    np.testing.assert_allclose(given.root_value, 5.0) and np.testing.assert_allclose(
-        given.remainder, 5.0, rtol=1e-6
-    )
+    np.testing.assert_allclose(given.root_value, 5.0, rtol=1e-6)
+    np.testing.assert_allclose(given.remainder, 5.0, rtol=1e-6)  # f(x) − ΣR = 6.5 − 1.5: the root's own value
     assert not given.converged.any()
     with pytest.warns(RootNotFoundWarning, match="2 of 2 samples"):
         searched = Taylor(model, input_range=(0, 1)).explain(x, neuron_selection=0)  # f ≥ 5 on the box
