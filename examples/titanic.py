@@ -102,7 +102,13 @@ def main(argv=None):
         relevance[0], names, title=f"{describe(x_test[chosen[0]])}: f = {f[chosen[0]]:.2f}", save=path
     )
     print(f"\nfigure: {path}")
-    return {"accuracy": accuracy, "shares": shares, "mean_share": mean_share}
+    return {
+        "accuracy": accuracy,
+        "shares": shares,
+        "mean_share": mean_share,
+        "relevance": relevance,
+        "f": f[chosen],
+    }
 
 
 def _chosen_passengers(x, f):

@@ -83,7 +83,14 @@ def test_gate_chosen_by_name_and_ambiguous_gates_are_refused():
         warnings.simplefilter("ignore", keras_dtd.NonReLUWarning)
         named = Analyzer(model, lrp(rules.Z()), gates={"both": "b"})
     _, layers = _quiet(named.analyze, x, neuron_selection=0, return_layers=True)
-    assert np.all(layers["b"] == 0) and np.any(layers["a"] != 0)
+    assert np.all(layers["b"] == 0)  # the gate gets nothing; the signal a keeps the product's relevance:
+    gate_a, gate_b = keras.Model(inp, [model.get_layer("a").output, model.get_layer("b").output])(x)
+    w, bias = model.layers[-1].get_weights()
+    for k, p in enumerate(np.asarray(gate_a) * np.asarray(gate_b)):
+        expected = proportional(
+            p[:, None] * w[:, [0]], np.array([p @ w[:, 0] + bias[0]])
+        )  # z rule, f₀ signed
+        np.testing.assert_allclose(layers["a"][k], expected, rtol=1e-10)
     with pytest.raises(ValueError, match="'c' is not one of the two inputs"):
         Analyzer(model, lrp(rules.Z()), gates={"both": "c"})
 

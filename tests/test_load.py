@@ -58,33 +58,33 @@ def test_a_dataset_streams_to_arrays_and_to_a_npy_file(net, tmp_path, capsys):
     model, x = net
     analyzer = DTD(model, input_range=(0, 1), batch_size=32)
     expected = analyzer.analyze(x[:100])
+    # float32 maps computed in other batch layouts (16 or 10 rows, padded to 32) may differ by a few ulps
+    # with the kernels' blocking
+    close = {"rtol": 1e-5, "atol": 1e-7 * np.abs(expected).max()}
     labels = np.zeros(100)
     dataset = tf.data.Dataset.from_tensor_slices((x[:100], labels)).batch(16)
-    np.testing.assert_allclose(analyzer.analyze(dataset, verbose=0), expected, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(analyzer.analyze(dataset, verbose=0), expected, **close)
     assert capsys.readouterr().out == ""
     written = analyzer.analyze(dataset, out=tmp_path / "maps.npy", verbose=1)
     assert isinstance(written, np.memmap) and written.shape == expected.shape
-    np.testing.assert_allclose(written, expected, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(np.load(tmp_path / "maps.npy"), expected, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(written, expected, **close)
+    np.testing.assert_allclose(np.load(tmp_path / "maps.npy"), expected, **close)
     assert "7/7" in capsys.readouterr().out  # the progress bar
     maps = analyzer.analyze(dataset, out=tmp_path / "maps.tfrecord", verbose=0)
-    np.testing.assert_allclose(np.stack([m.numpy() for m in maps]), expected, rtol=1e-6, atol=1e-8)
+    maps = np.stack([m.numpy() for m in maps])
+    np.testing.assert_allclose(maps, expected, **close)
     records = list(tf.data.TFRecordDataset(str(tmp_path / "maps.tfrecord")))
     assert len(records) == 100  # one tf.train.Example per map, readable without keras_dtd
     example = tf.train.Example.FromString(records[7].numpy()).features.feature
     assert tuple(example["shape"].int64_list.value) == expected.shape[1:]
-    np.testing.assert_allclose(
-        np.reshape(example["relevance"].float_list.value, expected.shape[1:]),
-        expected[7],
-        rtol=1e-6,
-        atol=1e-8,
+    np.testing.assert_array_equal(
+        np.reshape(example["relevance"].float_list.value, expected.shape[1:]), maps[7]
     )
     generator = (x[k : k + 10] for k in range(0, 100, 10))
     np.testing.assert_allclose(
         analyzer.analyze(generator, neuron_selection=2, verbose=0),
         analyzer.analyze(x[:100], neuron_selection=2),
-        rtol=1e-6,
-        atol=1e-8,
+        **close,
     )
     assert analyzer.trace_count == 1
 

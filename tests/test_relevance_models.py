@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import replica
+import tensorflow as tf
 
 from keras_dtd import DTD
 from keras_dtd.relevance_models import MinMax, MinMaxLayer, TrainingFree
@@ -177,8 +178,18 @@ def test_taylor_on_detection_pooling_sums_to_f_within_the_remainder(detection_po
     e = Taylor(model, input_range=(0, 1)).explain(x[:16])
     f = model.predict(x[:16], verbose=0)[:, 0]
     assert e.converged.all() and (np.abs(e.root_value) <= 1e-4 * np.abs(f)).all()
+    np.testing.assert_allclose(e.score, f, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(e.relevance.sum(axis=1) + e.remainder, f, rtol=1e-5, atol=1e-6)
     assert ((e.root >= 0) & (e.root <= 1)).all()
+    # the map is ∇f(x̃) ⊙ (x − x̃) with ∇f from Keras at the root found, and f(x̃) is Keras' output there
+    root = tf.constant(e.root)
+    with tf.GradientTape() as tape:
+        tape.watch(root)
+        at_root = model(root)[:, 0]
+    gradient = tape.gradient(at_root, root).numpy()
+    np.testing.assert_allclose(e.root_value, at_root.numpy(), rtol=1e-5, atol=1e-6 * np.abs(f).max())
+    scale = np.abs(gradient * (x[:16] - e.root)).max()
+    np.testing.assert_allclose(e.relevance, gradient * (x[:16] - e.root), rtol=1e-5, atol=1e-6 * scale)
 
 
 def test_taylor_with_a_given_root_and_no_root_in_the_domain():
@@ -195,3 +206,7 @@ def test_taylor_with_a_given_root_and_no_root_in_the_domain():
     with pytest.warns(RootNotFoundWarning, match="2 of 2 samples"):
         searched = Taylor(model, input_range=(0, 1)).explain(x, neuron_selection=0)  # f ≥ 5 on the box
     assert not searched.converged.any()
+    # the closest point found is the box's corner 0, where f = 5 is smallest: the same map as the given root
+    np.testing.assert_allclose(searched.root, 0, atol=1e-6)
+    np.testing.assert_allclose(searched.root_value, 5.0, rtol=1e-6)
+    np.testing.assert_allclose(searched.relevance, 0.5, rtol=1e-5)
