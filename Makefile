@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test demo bench bench-apps bench-depth bench-suite clean
+.PHONY: test lint demo fixtures bench bench-apps bench-depth bench-suite clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+lint: $(VENV)/.installed  # the rule set is in pyproject.toml
+	$(VENV)/bin/ruff check .
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/keras-dtd demo --out out
@@ -29,6 +32,26 @@ bench-depth: $(VENV)/.installed  # build time of a 25/50/100-block DenseNet-styl
 
 bench-suite: $(VENV)/.installed  # writes benchmarks/RESULTS.md (about 15 minutes on 2 cores)
 	$(PY) benchmarks/suite.py
+
+# The parity fixtures (tests/fixtures/*.npz) from the other libraries, each in its own environment outside
+# the repository, created from the pinned requirement files; make test only reads the .npz files.
+FIXTURE_PYTHON ?= $(HOME)/.pyenv/versions/3.11.7/bin/python
+FIXTURE_ENVS ?= $(abspath ..)/fixture-envs
+
+fixtures: $(FIXTURE_ENVS)/innvestigate/.installed $(FIXTURE_ENVS)/zennit/.installed
+	$(FIXTURE_ENVS)/innvestigate/bin/python tests/fixtures/make_innvestigate.py
+	$(FIXTURE_ENVS)/zennit/bin/python tests/fixtures/make_zennit.py
+
+$(FIXTURE_ENVS)/innvestigate/.installed: tests/fixtures/requirements-innvestigate.txt
+	$(FIXTURE_PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet -r $<
+	touch $@
+
+$(FIXTURE_ENVS)/zennit/.installed: tests/fixtures/requirements-zennit.txt
+	$(FIXTURE_PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet -r $<
+	$(@D)/bin/python -m pip install --quiet --ignore-requires-python --no-deps zennit==1.0.0
+	touch $@
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

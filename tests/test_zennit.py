@@ -25,8 +25,8 @@ CASES = json.loads(str(DATA["cases"]))["cases"]
 EPS = 1e-6  # zennit's stabilizer
 # Both sides in float64 (the fixture's maps are zennit's float64 attributions from float32-exact weights and
 # inputs). What separates them is rounding (u = 1.1e-16) amplified by the condition of the rules'
-# denominators, which the ε = 1e-6 stabilizer bounds; measured: at most 7.3e-16 of max |R| over all 168 maps,
-# with oneDNN on and off (tests/fixtures/README.md). 1e-9 leaves a margin of 10⁶ for other CPUs and kernels,
+# denominators, which the ε = 1e-6 stabilizer bounds; measured: at most 2.3e-15 of max |R| over all 168 maps,
+# with oneDNN on and off (tests/fixtures/README.md). 1e-9 leaves a margin of 10⁵ for other CPUs and kernels,
 # and is far below what a different rule or convention changes (ε = 1e-6 against 0.1, the bias in or out of
 # the denominator: ≥ 1e-4 of max |R|).
 TOLERANCE = 1e-9
