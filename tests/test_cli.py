@@ -7,6 +7,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_dtd import DTD
 from keras_dtd.cli import main
@@ -84,16 +85,28 @@ def test_explain_image_file(saved, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), DTD(model).analyze(pixels), rtol=1e-4, atol=1e-6)
 
 
-def test_export(saved, tmp_path):
+def test_export(saved, tmp_path, capsys):
     model, root, path, x = saved
     assert (
         main(["export", str(path), str(tmp_path / "serving"), "--input-range", "0", "1", "--version", "4"])
         == 0
     )
     assert (tmp_path / "serving" / "4" / "saved_model.pb").exists()
-    assert (
-        main(["export", str(path), str(tmp_path / "serving"), "--version", "4"]) == 1
-    )  # refuses to overwrite
+    serve = tf.saved_model.load(str(tmp_path / "serving" / "4")).signatures["serving_default"]
+    (name,) = serve.structured_input_signature[1]
+    got = {k: v.numpy() for k, v in serve(**{name: tf.constant(x)}).items()}
+    f = model.predict_on_batch(x)  # Keras' own forward pass; the model has no softmax
+    np.testing.assert_allclose(got["predictions"], f, rtol=1e-5, atol=1e-6 * np.abs(f).max())
+    np.testing.assert_array_equal(got["class_index"], f.argmax(axis=1))
+    bounded = DTD(model, input_range=(0, 1)).analyze(x)
+    # one float32 computation against another of the same rules: atol 1e-6 of max |R|
+    np.testing.assert_allclose(got["relevance"], bounded, rtol=1e-5, atol=1e-6 * np.abs(bounded).max())
+    np.testing.assert_allclose(got["target"], np.maximum(f.max(axis=1), 0), rtol=1e-5)
+    unbounded = DTD(model).analyze(x)  # --input-range chose z^B over w² at the first layer
+    assert np.abs(got["relevance"] - unbounded).max() > 1e-2 * np.abs(unbounded).max()
+    capsys.readouterr()
+    assert main(["export", str(path), str(tmp_path / "serving"), "--version", "4"]) == 1
+    assert "pass overwrite=True to replace version 4" in capsys.readouterr().err  # refuses to overwrite
 
 
 def test_clear_errors(saved, tmp_path, capsys):
@@ -109,7 +122,10 @@ def test_clear_errors(saved, tmp_path, capsys):
     assert "--input-range is used by --method dtd only" in capsys.readouterr().err
     np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
     assert main(["explain", str(path), str(tmp_path / "bad.npy")]) == 1
-    assert "shape" in capsys.readouterr().err
+    assert (
+        "keras-dtd explain: error: x has shape (2, 5); the model expects (batch, ...) = (None, 8, 8, 1)."
+        in capsys.readouterr().err
+    )
 
 
 def test_console_script_help():

@@ -51,11 +51,11 @@ def test_bad_inputs(analyzer, bad, error, words):
 @pytest.mark.parametrize(
     "selection, words",
     [
-        (3, "out of range"),
-        (-1, "out of range"),
+        (3, "neuron_selection 3 is out of range: the output has 3 neurons (0..2)."),
+        (-1, "neuron_selection -1 is out of range: the output has 3 neurons (0..2)."),
         ([0, 1, 2], "3 indices for 2 samples"),
-        ("max", "neuron_selection"),
-        (1.5, "neuron_selection"),
+        ("max", "neuron_selection must be 'max_activation', 'all', an int or one int per sample; got 'max'."),
+        (1.5, "neuron_selection must be 'max_activation', 'all', an int or one int per sample; got 1.5."),
     ],
 )
 def test_bad_neuron_selection(analyzer, selection, words):
@@ -111,8 +111,26 @@ def test_unsupported_layer_names_it_and_registering_fixes_it():
         keras_dtd.unregister_rule(Scale)
     with pytest.raises(keras_dtd.UnsupportedLayerError):
         DTD(model)
-    # a per-analyzer override by layer name works too
-    DTD(model, layer_rules={"my_scale": rules.PassThrough()})
+    # a per-analyzer override by layer name works too, and means what PassThrough says: the maps
+    # of a twin without Scale whose top kernel is doubled (z⁺ there is scale-free in its input)
+    dense_in, dense_out = model.layers[1], model.layers[3]
+    twin = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)]
+    )
+    twin.layers[0].set_weights(dense_in.get_weights())
+    twin.layers[1].set_weights([2 * dense_out.get_weights()[0], dense_out.get_weights()[1]])
+    x = np.random.default_rng(4).uniform(0, 1, (6, 5))
+    f = twin.predict_on_batch(x)
+    np.testing.assert_allclose(f, model.predict_on_batch(x), rtol=1e-5, atol=1e-6 * np.abs(f).max())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_dtd.ZeroRelevanceWarning)
+        overridden = DTD(model, layer_rules={"my_scale": rules.PassThrough()}).analyze(x)
+        expected = DTD(twin).analyze(x)
+    target = np.maximum(f.max(axis=1), 0)
+    assert np.sum(target > 0) >= 4  # most samples have a map to compare
+    # float32 sums of a few products of size ~1: atol 1e-6 of max |R|
+    np.testing.assert_allclose(overridden, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    np.testing.assert_allclose(overridden.sum(axis=1), target, rtol=1e-5, atol=1e-6 * target.max())
 
 
 def test_hidden_non_relu_activation_warns_and_strict_refuses():

@@ -1,6 +1,7 @@
 """The exported SavedModel serves predictions and relevance without keras_dtd or Keras."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -70,20 +71,27 @@ np.savez({str(tmp_path / "out.npz")!r}, **{{k: v.numpy() for k, v in serve.items
     top = analyzer.explain(x)
     np.testing.assert_allclose(got["score"], top.score, rtol=1e-5)
     np.testing.assert_allclose(got["target"], top.target, rtol=1e-5)
-    np.testing.assert_allclose(got["relevance"].reshape(4, -1).sum(axis=1), got["target"], rtol=1e-4)
     chosen = analyzer.explain(x, neuron_selection=[2, 1, 0, 2])
     np.testing.assert_allclose(got["explain_relevance"], chosen.relevance, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(got["explain_score"], chosen.score, rtol=1e-5)
     np.testing.assert_allclose(got["explain_target"], chosen.target, rtol=1e-5)
-    logits = np.log(
-        got["predictions"]
-    )  # softmax output: score is the logit, equal to log p up to a per-sample shift
+    # score is the logit before the softmax: Keras' own outputs of a twin with a linear last layer
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    twin.layers[-1].activation = keras.activations.linear
+    logits = np.asarray(twin.predict_on_batch(x), np.float64)
     np.testing.assert_allclose(
-        got["explain_score"] - got["score"],
-        logits[np.arange(4), [2, 1, 0, 2]] - logits[np.arange(4), got["class_index"]],
-        rtol=1e-4,
-        atol=1e-5,
+        np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), got["predictions"], rtol=1e-5
     )
+    scale = np.abs(logits).max()  # float32 logits: atol 1e-6 of their size
+    for prefix, chosen_class in (("", logits.argmax(axis=1)), ("explain_", [2, 1, 0, 2])):
+        logit = logits[np.arange(4), chosen_class]
+        np.testing.assert_allclose(got[prefix + "score"], logit, rtol=1e-5, atol=1e-6 * scale)
+        np.testing.assert_allclose(got[prefix + "target"], np.maximum(logit, 0), rtol=1e-5, atol=1e-6 * scale)
+        sums = got[prefix + "relevance"].reshape(4, -1).astype(np.float64).sum(axis=1)
+        # DTD is conservative here (the biases and BN shifts are 0): Σ R = max(f, 0)
+        np.testing.assert_allclose(sums, np.maximum(logit, 0), rtol=1e-5, atol=1e-6 * scale)
+    assert (logits[np.arange(4), [2, 1, 0, 2]] > 0).sum() >= 2  # some explained maps are not zero
 
 
 def test_saved_model_cli_reads_and_runs_it(exported, tmp_path):
@@ -140,6 +148,6 @@ def test_versions_are_protected(exported):
     keras_dtd.export(analyzer, root, version=3)
     keras_dtd.export(analyzer, root, version=2, overwrite=True)
     assert sorted(os.listdir(root)) == ["2", "3"]
-    with pytest.raises(ValueError, match="version"):
+    with pytest.raises(ValueError, match=re.escape("version must be a non-negative int") + ".*got 'latest'"):
         keras_dtd.export(analyzer, root, version="latest")
     assert sorted(os.listdir(root)) == ["2", "3"]  # the refused call wrote nothing

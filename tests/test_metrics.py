@@ -47,6 +47,19 @@ def test_exact_relevance_gives_the_steepest_morf_curve_on_a_linear_model():
         assert (exact.score >= other.score - 1e-5).all()
 
 
+def _fully_perturbed(x, perturbation):
+    """What every pixel becomes at the last step, per the documented perturbations (None:
+    "uniform", whose noise is not specified beyond its range)."""
+    if perturbation == "constant":
+        return np.full_like(x, 0.5)  # the baseline given below
+    if perturbation == "min":
+        return np.broadcast_to(x.min(axis=(1, 2, 3), keepdims=True), x.shape)
+    if perturbation == "blur":  # 3×3 box with edge values repeated, per channel
+        padded = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+        return sum(padded[:, a : a + 6, b : b + 6] for a in range(3) for b in range(3)) / 9
+    return None
+
+
 def test_images_patches_and_perturbations():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -57,22 +70,48 @@ def test_images_patches_and_perturbations():
             keras.layers.Dense(4, activation="softmax"),
         ]
     )
+    dense = model.layers[-1]
+    features = keras.Model(model.inputs, model.layers[-2].output)
+
+    def logit(images):  # Keras' own forward pass without the softmax, output 1
+        h = features.predict(np.asarray(images, "float32"), verbose=0).astype(np.float64)
+        return h @ dense.get_weights()[0][:, 1] + dense.get_weights()[1][1]
+
     x = np.random.default_rng(0).uniform(0, 1, (3, 6, 6, 2)).astype("float32")
     r = np.random.default_rng(1).normal(size=x.shape)
     for perturbation in metrics.PERTURBATIONS:
         result = metrics.pixel_flipping(
-            model, x, r, patch=2, steps=9, perturbation=perturbation, neuron_selection=1
+            model, x, r, patch=2, steps=9, perturbation=perturbation, baseline=0.5, neuron_selection=1
         )
         assert result.curves.shape == (3, 10)
-        dense = model.layers[-1]  # step 0 is the unperturbed logit (the softmax is stripped)
-        z = keras.Model(model.inputs, model.layers[-2].output).predict(x, verbose=0) @ dense.get_weights()[0]
-        np.testing.assert_allclose(
-            result.curves[:, 0], z[:, 1] + dense.get_weights()[1][1], rtol=1e-5, atol=1e-6
-        )
+        # step 0 is the unperturbed logit (the softmax is stripped); float32 logits of size ~1: atol 1e-6
+        np.testing.assert_allclose(result.curves[:, 0], logit(x), rtol=1e-5, atol=1e-6)
         assert not np.allclose(result.curves[:, -1], result.curves[:, 0])
-    # patch 3 on 6×6: 4 patches, each 3×3 with both channels
-    result = metrics.deletion(model, x, r, patch=3, steps=4)
-    assert result.curves.shape == (3, 5)
+        end = _fully_perturbed(x, perturbation)
+        if end is not None:  # the last step perturbs every patch
+            np.testing.assert_allclose(result.curves[:, -1], logit(end), rtol=1e-5, atol=1e-6)
+
+    # a linear model: deleting patch p (to 0) lowers f by Σ_p w·x, in the order of Σ_p R
+    w = np.random.default_rng(2).normal(size=(6, 6, 2))
+    inp = keras.Input((6, 6, 2))
+    linear = keras.layers.Dense(1)
+    linear_model = keras.Model(inp, linear(keras.layers.Flatten()(inp)))
+    linear.set_weights([w.reshape(72, 1).astype("float32"), np.array([0.3], "float32")])
+    wx = w * x.astype(np.float64)
+    for patch, grid, steps in ((2, 3, 9), (3, 2, 4)):  # 9 or 4 patches, one more per step
+        blocks = (3, grid, patch, grid, patch, 2)
+        contribution = wx.reshape(blocks).sum(axis=(2, 4, 5)).reshape(3, -1)
+        order = np.argsort(-r.reshape(blocks).sum(axis=(2, 4, 5)).reshape(3, -1), axis=1)
+        deleted = np.cumsum(np.take_along_axis(contribution, order, axis=1), axis=1)
+        f = 0.3 + wx.reshape(3, -1).sum(axis=1)
+        expected = np.concatenate([f[:, None], f[:, None] - deleted], axis=1)
+        result = metrics.deletion(linear_model, x, r, patch=patch, steps=steps)
+        assert result.curves.shape == (3, steps + 1)
+        # float32 sums of 72 products: rounding ≲ √72·6e-8 of Σ|w·x|, so atol 1e-6 of it
+        atol = 1e-6 * np.abs(wx).reshape(3, -1).sum(axis=1).max()
+        np.testing.assert_allclose(result.curves, expected, rtol=1e-5, atol=atol)
+        area = ((expected[:, 1:] + expected[:, :-1]) / 2).sum(axis=1) / steps  # trapezoids
+        np.testing.assert_allclose(result.score, area, rtol=1e-5, atol=atol)
 
 
 def test_random_order_is_reproducible_with_a_seed():

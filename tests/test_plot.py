@@ -1,7 +1,9 @@
 """Figures render headless, keep the sign of relevance in their colours, and show zero as neutral."""
 
 import io
+import re
 
+import matplotlib.colors
 import matplotlib.image
 import numpy as np
 import pytest
@@ -39,17 +41,40 @@ def test_coldnhot_is_hot_for_positive_and_cold_for_negative():
     assert plot.COLDNHOT(0.0)[:3] == (0.0, 1.0, 1.0)
 
 
+def _rgb_at(ax, xy, pixels):
+    """The colour of the saved figure at data coordinates ``xy`` of ``ax``."""
+    col, y = ax.transData.transform(xy)
+    return pixels[int(pixels.shape[0] - y), int(col)]
+
+
 def test_overlay_grid_and_bars_save_pngs(tmp_path):
-    r = np.random.default_rng(0).normal(size=(4, 8, 8, 1))
+    signs = np.array([1.0, -1.0, -1.0, 1.0])
+    r = signs[:, None, None, None] * np.random.default_rng(0).uniform(1, 2, (4, 8, 8, 1))
+    r[:, 0, 0] = 2 * signs[:, None]  # sign-constant maps with |R| = max|R| at the pixels looked at
+    r[:, 2:6, 2:6] = 2 * signs[:, None, None, None]
     x = np.random.default_rng(1).uniform(size=(4, 8, 8, 1))
-    plot.overlay(r[0], x[0], save=tmp_path / "overlay.png")
+    overlay = plot.overlay(r[0], x[0], save=tmp_path / "overlay.png")
     fig = plot.grid(r, x=x, titles=[f"#{k}" for k in range(4)], ncols=2, save=tmp_path / "grid.png")
-    plot.feature_bars([0.5, -0.25, 0.25], ["age", "fare", "sex"], save=tmp_path / "bars.png")
-    for name in ("overlay", "grid", "bars"):
-        image = matplotlib.image.imread(tmp_path / f"{name}.png")
-        assert image.shape[0] > 50 and image.shape[1] > 50
+    bars = plot.feature_bars([0.5, -0.25, 0.25], ["age", "fare", "sex"], save=tmp_path / "bars.png")
     w, h = fig.get_size_inches() * fig.dpi
     assert matplotlib.image.imread(tmp_path / "grid.png").shape[:2] == (round(h), round(w))
+    red, blue = np.array([1.0, 0, 0]), np.array([0, 0, 1.0])  # bwr's ends
+    # over the input: opacity 0.7 at |R| = max|R|, on the input rescaled to 0..1 in gray
+    for figure, name, maps in ((overlay, "overlay", [0]), (fig, "grid", range(4))):
+        pixels = matplotlib.image.imread(tmp_path / f"{name}.png")[..., :3]
+        for k, ax in zip(maps, figure.axes):
+            gray = (x[k, ..., 0] - x[k].min()) / (x[k].max() - x[k].min())
+            colour = red if signs[k] > 0 else blue
+            for i, j in ((0, 0), (2, 3), (5, 4)):
+                expected = 0.7 * colour + 0.3 * gray[i, j]
+                # 8-bit PNG: 2/255 and a little for blending
+                np.testing.assert_allclose(
+                    _rgb_at(ax, (j, i), pixels), expected, atol=0.02, err_msg=(name, k)
+                )
+    pixels = matplotlib.image.imread(tmp_path / "bars.png")[..., :3]
+    for k, share in enumerate((50.0, -25.0, 25.0)):  # % of Σ|R|; red for +, blue for −
+        colour = matplotlib.colors.to_rgb("tab:red" if share > 0 else "tab:blue")
+        np.testing.assert_allclose(_rgb_at(bars.axes[0], (share / 2, k), pixels), colour, atol=0.02)
 
 
 def test_overlay_is_transparent_where_relevance_is_zero():
@@ -62,7 +87,7 @@ def test_overlay_is_transparent_where_relevance_is_zero():
 
 
 def test_bad_shapes_are_refused():
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=re.escape("relevance map of shape (2, 2, 2, 2); expected (H, W)")):
         plot.heatmap(np.zeros((2, 2, 2, 2)))
     with pytest.raises(ValueError, match="names"):
         plot.feature_bars([1, 2], ["a"])

@@ -49,6 +49,8 @@ def test_custom_rule_example():
 
 
 def test_composite_example_runs_and_maps_have_the_input_shape():
+    import ast
+
     import keras
 
     model = keras.Sequential(
@@ -60,15 +62,56 @@ def test_composite_example_runs_and_maps_have_the_input_shape():
             keras.layers.Dense(4),
         ]
     )
-    x = np.random.default_rng(0).uniform(0, 1, (3, 6, 6, 1)).astype("float32")
-    scope = {"model": model, "x": x, "keras": keras}
-    exec(
-        _block("composites")
-        .replace(
-            "LRP(model, composites.EpsilonPlus())", "first = LRP(model, composites.EpsilonPlus()).analyze(x)"
-        )
-        .replace("LRP(model, composites.Composite(", "second = LRP(model, composites.Composite("),
-        scope,
-    )
-    assert scope["first"].shape == x.shape and scope["second"].shape == x.shape
-    assert np.all(np.isfinite(scope["first"])) and np.abs(scope["second"]).sum() > 0
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (3, 6, 6, 1)).astype("float32")
+    for layer in (model.layers[0], model.layers[-1]):  # biases ≠ 0: the rules' bias terms matter
+        layer.bias.assign(rng.uniform(-0.2, 0.2, layer.bias.shape))
+    # run the block as written, keeping the value of each top-level expression
+    tree = ast.parse(_block("composites"))
+    for k, statement in enumerate(tree.body):
+        if isinstance(statement, ast.Expr):
+            call = ast.Call(ast.Name("_keep", ast.Load()), [statement.value], [])
+            tree.body[k] = ast.Expr(call)
+    values = []
+    scope = {"model": model, "x": x, "keras": keras, "_keep": values.append}
+    exec(compile(ast.fix_missing_locations(tree), "README composites", "exec"), scope)
+    assert len(values) == 2 and isinstance(values[0], keras_dtd.LRP)
+    first, second = values[0].analyze(x), values[1]
+
+    # the same maps in float64 numpy from the layers' weights (LRP explains the signed top logit)
+    kernel, b1 = (w.astype(np.float64) for w in model.layers[0].get_weights())
+    dense, b2 = (w.astype(np.float64) for w in model.layers[-1].get_weights())
+    x64 = x[..., 0].astype(np.float64)
+    patches = np.stack([x64[:, a : a + 4, b : b + 4] for a in range(3) for b in range(3)], -1)  # (n,4,4,9)
+    w = kernel.reshape(9, 3)  # (a, b) of the 3×3 window → output channel
+    hidden = np.maximum(patches @ w + b1, 0)
+    pooled = hidden.reshape(3, 2, 2, 2, 2, 3).mean(axis=(2, 4))
+    flat = pooled.reshape(3, 12)
+    f = flat @ dense + b2
+    top = f.argmax(axis=1)
+    f_top = f[np.arange(3), top]
+
+    def by_hand(epsilon, pool_stabilizer, conv):
+        r_flat = flat * dense[:, top].T * (f_top / (f_top + epsilon * np.where(f_top >= 0, 1, -1)))[:, None]
+        r_pooled = r_flat.reshape(3, 2, 2, 3)
+        d = pooled + pool_stabilizer
+        ratio = np.divide(r_pooled, d, out=np.zeros_like(d), where=d != 0)  # 0 / 0 gives 0
+        up = np.repeat(np.repeat(ratio, 2, axis=1), 2, axis=2)
+        r_hidden = np.where(hidden > 0, hidden / 4 * up, 0.0)  # Z on the pool: q = a_i / 4
+        if conv == "flat":  # q_ij = 1: each output's relevance split evenly over its 9 inputs
+            r_patches = np.broadcast_to(r_hidden.sum(axis=-1, keepdims=True) / 9, (3, 4, 4, 9))
+        else:  # zennit's z⁺ (inputs ≥ 0): q = x w⁺, denominator Σ x w⁺ + b⁺ + 1e-6
+            positive = np.maximum(w, 0)
+            s = r_hidden / (patches @ positive + np.maximum(b1, 0) + 1e-6)
+            r_patches = patches * (s @ positive.T)
+        r = np.zeros((3, 6, 6))
+        for k, (a, b) in enumerate((a, b) for a in range(3) for b in range(3)):
+            r[:, a : a + 4, b : b + 4] += r_patches[..., k]
+        return r[..., None]
+
+    expected_first = by_hand(1e-6, 1e-6, "zplus")  # EpsilonPlus: ε 1e-6, Norm (z + 1e-6) on the pool
+    expected_second = by_hand(0.1, 0.0, "flat")  # Dense ε 0.1, pool Z, first kernel layer Flat
+    for got, expected in ((first, expected_first), (second, expected_second)):
+        assert got.shape == x.shape and np.abs(expected).sum() > 0
+        # float32 against float64 over four layers: atol 1e-6 of max |R|
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
