@@ -61,7 +61,7 @@ def _foldable_batch_norms(graph: Graph, nodes: list[Node]) -> dict[int, Node]:
         if k is None:
             continue
         layer = nodes[k].layer
-        if type(layer) not in _FOLDING_KERNELS or L.activation_name(layer) != "linear":
+        if not isinstance(layer, _FOLDING_KERNELS) or L.activation_name(layer) != "linear":
             continue
         if uses[nodes[k].outputs[0]] != 1:
             continue

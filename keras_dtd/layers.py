@@ -217,10 +217,11 @@ _SIGN_KEEPING = (
 
 
 def kind_of(layer, n_tensor_inputs=1) -> str | None:
-    """The kind of a built-in layer or keras.ops operation (see module docstring), or None."""
+    """The kind of a built-in layer (or of a subclass of one) or keras.ops operation (see the
+    module docstring), or None."""
     name = operation_name(layer)
-    if name is None:
-        return _KIND_OF_CLASS.get(type(layer))
+    if name is None:  # the most specific class listed: a subclass is seen as its parent
+        return next((_KIND_OF_CLASS[c] for c in type(layer).__mro__ if c in _KIND_OF_CLASS), None)
     if name in _OPERATION_KINDS:
         return _OPERATION_KINDS[name][0 if n_tensor_inputs == 1 else 1]
     return "elementwise" if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else None

@@ -210,3 +210,56 @@ def test_mixed_input_zbox_is_zbox_on_inputs_and_zplus_on_hidden_units_in_one_den
             "zbox", xs, w1, r_c[d:], low=np.full(d, -1.0), high=np.full(d, 2.0)
         )
         np.testing.assert_allclose(rs, expected, rtol=1e-6, atol=1e-10)
+
+
+class MyDense(L.Dense):
+    """A Dense subclass that changes nothing it computes."""
+
+
+class MyConv(L.Conv2D):
+    pass
+
+
+class ReversibleEmbedding(L.Embedding):
+    """As KerasHub's: the embedding, or with ``reverse=True`` logits against its table."""
+
+    def call(self, inputs, reverse=False):
+        if reverse:
+            return keras.ops.matmul(inputs, keras.ops.transpose(self.embeddings))
+        return super().call(inputs)
+
+
+def _token_model(embedding, dense):
+    inp = keras.Input((4,), dtype="int32")
+    return keras.Model(inp, dense(L.Flatten(dtype=F64)(embedding(inp))))
+
+
+def _image_model(conv, dense):
+    inp = keras.Input((6, 6, 2), dtype=F64)
+    h = L.ReLU(dtype=F64)(L.BatchNormalization(dtype=F64)(conv(inp)))  # folded into the convolution
+    return keras.Model(inp, dense(L.Flatten(dtype=F64)(h)))
+
+
+def test_subclasses_of_known_layers_are_explained_like_their_parents():
+    rng = np.random.default_rng(0)
+    tokens, pixels = rng.integers(0, 9, (5, 4)), rng.uniform(0, 1, (5, 6, 6, 2))
+    pairs = [
+        (_token_model, (ReversibleEmbedding, L.Embedding, {"input_dim": 9, "output_dim": 3}), tokens),
+        (_image_model, (MyConv, L.Conv2D, {"filters": 3, "kernel_size": 3}), pixels),
+    ]
+    for build, (subclass, parent, config), x in pairs:
+        sub = build(subclass(**config, dtype=F64), MyDense(3, dtype=F64))
+        twin = build(parent(**config, dtype=F64), L.Dense(3, dtype=F64))
+        twin.set_weights([rng.normal(0, 0.5, w.shape) for w in twin.get_weights()])
+        if build is _image_model:  # BatchNorm statistics that change the map: variances > 0
+            weights = twin.get_weights()
+            weights[5] = rng.uniform(0.5, 2, weights[5].shape)
+            twin.set_weights(weights)
+        sub.set_weights(twin.get_weights())
+        np.testing.assert_allclose(sub.predict(x, verbose=0), twin.predict(x, verbose=0), rtol=1e-12)
+        for analyzer in (DTD, lambda m: keras_dtd.LRP(m, rules.Epsilon(0.01))):
+            np.testing.assert_allclose(
+                _quiet(analyzer(sub).analyze, x), _quiet(analyzer(twin).analyze, x), rtol=1e-12, atol=1e-15
+            )
+    folded = [n for n in DTD(sub)._graph.nodes if isinstance(n.layer, L.BatchNormalization)]
+    assert not folded  # the BatchNorm after the Conv2D subclass was folded into it, as after a Conv2D
