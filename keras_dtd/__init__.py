@@ -22,7 +22,7 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
     )
 
 from keras_dtd import composites, metrics, relevance_models, rules  # noqa: E402
-from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, ZeroRelevanceWarning  # noqa: E402
+from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, RelevancePass, ZeroRelevanceWarning  # noqa: E402
 from keras_dtd.baselines import Gradient, InputTimesGradient, IntegratedGradients, SmoothGrad  # noqa: E402
 from keras_dtd.compat import create_analyzer  # noqa: E402
 from keras_dtd.conservation import ConservationReport, check  # noqa: E402
@@ -39,6 +39,7 @@ __all__ = [
     "LRP",
     "Analyzer",
     "Explanation",
+    "RelevancePass",
     "Gradient",
     "InputTimesGradient",
     "IntegratedGradients",

@@ -46,6 +46,23 @@ class Explanation(NamedTuple):
     balance: dict | None = None
 
 
+class RelevancePass(NamedTuple):
+    """What one compiled backward pass returns (tensors, a batch of samples).
+
+    relevance: a list with the relevance at each model input, shaped like it;
+    score: the selected output f per sample (for "all": the largest output);
+    target: what a conservative map sums to, per sample (see :class:`Explanation`);
+    layers: ``{layer path: relevance at its output}`` when ``keep_layers``, else empty;
+    balance: with the layers, ``{layer path: (n, 2)}`` relevance received and passed on.
+    """
+
+    relevance: list
+    score: tf.Tensor
+    target: tf.Tensor
+    layers: dict
+    balance: dict
+
+
 class Analyzer:
     """Relevance of a Keras model's inputs for a chosen output, rule by rule.
 
@@ -153,7 +170,7 @@ class Analyzer:
             parts.append(tf.nest.map_structure(lambda t, m=stop - start: t.numpy()[:m], result))
         relevance, score, target, layers, balance = tf.nest.map_structure(
             lambda *ts: np.concatenate(ts), *parts
-        )
+        )  # a RelevancePass of numpy arrays
         if self.positive_output:
             self._warn_non_positive(score)
         relevance = relevance[0] if len(relevance) == 1 else list(relevance)
@@ -183,7 +200,7 @@ class Analyzer:
         )
 
         def relevance(inputs, indices):
-            return self._relevance(inputs, indices, *key)
+            return self.relevance_pass(inputs, indices, *key)
 
         self._functions[key] = tf.function(  # plain Python control flow: no AutoGraph needed
             relevance, input_signature=signature, jit_compile=self.jit_compile, autograph=False
@@ -233,6 +250,21 @@ class Analyzer:
             ]
             domains.update(zip(node.outputs, _propagate(known, node)))
         return domains
+
+    def relevance_pass(self, inputs, indices, all_outputs=False, keep_layers=False) -> RelevancePass:
+        """The backward pass on tensors, to call inside a ``tf.function`` (as :meth:`explain`
+        and :func:`keras_dtd.export` do).
+
+        Args:
+            inputs: a list of batches, one per model input, in the model's dtypes.
+            indices: int32 (n,): the output to explain per sample; -1 for its top output.
+            all_outputs: explain every output at once (``indices`` is then ignored).
+            keep_layers: also return the relevance at every layer and its balance.
+
+        Returns:
+            A :class:`RelevancePass`.
+        """
+        return self._relevance(inputs, indices, all_outputs, keep_layers)
 
     def _relevance(self, inputs, indices, all_outputs, keep_layers):
         """Forward pass keeping activations, then the rules in reverse order."""
@@ -285,7 +317,7 @@ class Analyzer:
             for node in graph.nodes:
                 o = node.outputs[0]
                 layers[node.path] = relevance[o] if o in relevance else tf.zeros_like(values[o])
-        return result, score, _per_sample_sum(top), layers, balance
+        return RelevancePass(result, score, _per_sample_sum(top), layers, balance)
 
     def _start(self, inputs, f, mask):
         """The relevance at the explained output: the selected f (or max(f, 0))."""

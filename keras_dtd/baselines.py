@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_dtd.analyzer import Analyzer, _per_sample_sum
+from keras_dtd.analyzer import Analyzer, RelevancePass, _per_sample_sum
 
 _POSTPROCESS = (None, "abs", "square")
 
@@ -54,7 +54,7 @@ class Gradient(Analyzer):
         tape, f = self._taped(inputs)
         mask, score = self._select(f, indices, all_outputs)
         maps = self._map(inputs, lambda: self._post(tape.gradient(f, inputs, output_gradients=mask)))
-        return maps, score, _per_sample_sum(mask * f), {}, {}
+        return RelevancePass(maps, score, _per_sample_sum(mask * f), {}, {})
 
     def _map(self, inputs, gradients):
         return gradients()
@@ -101,7 +101,7 @@ class IntegratedGradients(Gradient):
         _, totals = tf.while_loop(lambda k, _: k < self.steps, body, (0, [tf.zeros_like(x) for x in inputs]))
         maps = [(x - r) * a / self.steps for x, r, a in zip(inputs, refs, totals)]
         target = f_mask - _per_sample_sum(mask * f_ref)
-        return maps, score, target, {}, {}
+        return RelevancePass(maps, score, target, {}, {})
 
 
 class SmoothGrad(Gradient):
@@ -135,7 +135,7 @@ class SmoothGrad(Gradient):
         _, totals = tf.while_loop(
             lambda k, _: k < self.augment_by_n, body, (0, [tf.zeros_like(x) for x in inputs])
         )
-        return [a / self.augment_by_n for a in totals], score, target, {}, {}
+        return RelevancePass([a / self.augment_by_n for a in totals], score, target, {}, {})
 
 
 class Input(Gradient):

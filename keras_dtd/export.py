@@ -57,7 +57,7 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
         predictions = model(inputs if len(inputs) > 1 else inputs[0], training=False)
         predictions = predictions[0] if isinstance(predictions, (list, tuple)) else predictions
         no_choice = -tf.ones(tf.shape(inputs[0])[:1], tf.int32)
-        maps, score, target, _, _ = analyzer._relevance(inputs, no_choice, False, False)
+        maps, score, target, _, _ = analyzer.relevance_pass(inputs, no_choice)
         scores = tf.reshape(predictions, (tf.shape(predictions)[0], -1))
         return {
             "predictions": predictions,
@@ -74,7 +74,7 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
         )
         with tf.control_dependencies([checked, tf.debugging.assert_non_negative(class_index)]):
             class_index = tf.identity(class_index)
-        maps, score, target, _, _ = analyzer._relevance(inputs, class_index, False, False)
+        maps, score, target, _, _ = analyzer.relevance_pass(inputs, class_index)
         return {"score": score, "target": target, **relevance_outputs(maps)}
 
     module = tf.Module()

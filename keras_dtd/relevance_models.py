@@ -108,7 +108,7 @@ class _RelevanceModel:
         activations = values[self._node.outputs[0]]
         f = values[self._dtd._output_id]
         indices = tf.fill(tf.shape(f)[:1], -1)
-        _, _, _, layers, _ = self._dtd._relevance([x], indices, False, True)
+        layers = self._dtd.relevance_pass([x], indices, keep_layers=True).layers
         target = _per_sample_sum(layers[self._node.path])
         return tf.reshape(activations, (tf.shape(x)[0], -1)), tf.nn.relu(f), target
 
@@ -261,7 +261,7 @@ class TrainingFree(_RelevanceModel):
 
         def start(inputs, h):
             indices = tf.fill(tf.shape(h)[:1], -1)
-            return dtd._relevance(inputs, indices, False, True)[3][self._node.path]
+            return dtd.relevance_pass(inputs, indices, keep_layers=True).layers[self._node.path]
 
         return _LayerStart(self.model, self.layer, start, input_range)
 

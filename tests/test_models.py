@@ -5,8 +5,10 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import zoo
 
+import keras_dtd
 from keras_dtd import DTD, LRP, ZeroRelevanceWarning, rules
 
 _MODELS = {}
@@ -216,3 +218,24 @@ def test_two_inputs_and_a_shared_layer():
             ra.sum(axis=1) + rb.sum(axis=1), np.maximum(f[np.arange(8), chosen], 0), rtol=1e-5, atol=1e-7
         )
         assert min(ra.min(), rb.min()) >= 0
+
+
+def test_relevance_pass_in_a_tf_function_is_what_explain_returns():
+    model = model_named("residual")
+    x = zoo.inputs_for(model, n=4)
+    top = zoo.logits(model, x).argmax(axis=1)
+    indices = [-1, 0, 2, -1]  # -1: the sample's top output
+    for analyzer in (DTD(model), keras_dtd.Gradient(model)):
+        compiled = tf.function(
+            lambda x, a=analyzer: a.relevance_pass([x], tf.constant(indices), keep_layers=True)
+        )
+        result = compiled(tf.constant(x))
+        assert isinstance(result, keras_dtd.RelevancePass)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ZeroRelevanceWarning)
+            selection = [int(top[k]) if i < 0 else i for k, i in enumerate(indices)]
+            explained = analyzer.explain(x, neuron_selection=selection, return_layers=True)
+        for got, expected in zip(result[:3], (explained.relevance, explained.score, explained.target)):
+            got = got[0] if isinstance(got, list) else got
+            np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-7)
+        assert set(result.layers) == set(explained.layers or {})
