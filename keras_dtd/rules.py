@@ -227,6 +227,9 @@ def _ones(w):
     return tf.ones_like(w)
 
 
+_UNIT_ON_FIXED_WEIGHTS = (_identity, _positive, _square, _ones)  # m(1) = 1
+
+
 def _signs(call, up, down):
     """Terms x⁺·up(W) + x⁻·down(W), reduced to x·up(W) when the inputs are known to be ≥ 0."""
     if call.node.nonnegative_inputs and all(call.node.nonnegative_inputs):
@@ -361,13 +364,9 @@ def _scaled(t, factor):
 def _redistribute_diagonal(call, groups, r, stabilizer):
     """On a diagonal map (output j reads input j only) the sum over i has one term, so
     R_in = Σ_g c_g z_g R / stab(z_g + b_g) elementwise, z_g = Σ_t apply(a_t, W_t)."""
-    op, kernel, result = call.node.op, call.kernel, None
+    op, result = call.node.op, None
     for terms, bias, factor in groups:
-        parts = [
-            op.apply(a, None if kernel is None else weights(kernel))
-            for a, weights in terms
-            if kernel is not None or weights is not _negative
-        ]
+        parts = [op.apply(a, w) for a, w in _weighted(call, terms)]
         if not parts:
             continue
         z = functools.reduce(tf.add, parts)  # broadcasts rows shared by all samples
@@ -376,17 +375,30 @@ def _redistribute_diagonal(call, groups, r, stabilizer):
     return [result]
 
 
+def _weighted(call, terms):
+    """The terms as (inputs a_t, modified weights W_t). A map with fixed weights (pooling,
+    sums: W ≥ 0, equal within each output) applies them itself: there a modifier m acts as
+    the factor m(1) on the term's inputs: W⁻ (0) drops the term, W, W⁺, W² and 1 leave it
+    as it is, and any other modifier (a user's) scales its inputs by m(1)."""
+    if call.kernel is not None:
+        return [(term_inputs, weights(call.kernel)) for term_inputs, weights in terms]
+    pieces = []
+    for term_inputs, weights in terms:
+        if weights is _negative:
+            continue
+        if weights not in _UNIT_ON_FIXED_WEIGHTS:
+            factor = weights(tf.ones((), call.inputs[0].dtype))
+            term_inputs = [factor * a for a in term_inputs]
+        pieces.append((term_inputs, None))
+    return pieces
+
+
 def _term_sum(call, terms):
     """(z, transposed) for the terms (inputs a_t, weight modifier): z = Σ_t J_t a_t and
     ``transposed(s)``, per layer input, Σ_t a_t ⊙ Jᵀ_t s; None if no term contributes.
     Terms whose inputs are one row shared by all samples (a first layer's support or
     bounds) are evaluated on that row alone and transposed at the batch's shape."""
-    kernel = call.kernel
-    pieces = [
-        (term_inputs, None if kernel is None else weights(kernel))
-        for term_inputs, weights in terms
-        if kernel is not None or weights is not _negative
-    ]  # fixed non-negative weights: W⁻ = 0
+    pieces = _weighted(call, terms)
     if not pieces:
         return None
     shared = [p for p in pieces if _one_row(p[0], call)]

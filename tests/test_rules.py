@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from replica import convention_relevance, layer_matrix, proportional, rule_relevance
 
 from keras_dtd import Analyzer, ZeroRelevanceWarning, rules
@@ -434,3 +435,41 @@ def test_standalone_batch_norm_matches_numpy(rule_name):
             rule_name, xs.ravel(), m, r_out, bias=b, low=np.full(d, LOW), high=np.full(d, HIGH), **params
         )
         np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-6, atol=1e-9)
+
+
+class PositiveContributions(rules.Proportional):
+    """A rule written as a user would: q_ij = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ = (x_i w_ij)⁺, with weight
+    modifiers of its own (not keras_dtd's)."""
+
+    def terms(self, call):
+        positive, negative = call.signed_inputs
+        return [(positive, lambda w: tf.nn.relu(w)), (negative, lambda w: tf.minimum(w, tf.zeros_like(w)))]
+
+
+USER_RULE_LAYERS = {  # the layer after the input; signed inputs, so the x⁻·W⁻ term matters
+    "dense": ((7,), lambda: keras.layers.Dense(5, dtype=F64)),
+    "conv2d": ((5, 5, 2), lambda: keras.layers.Conv2D(3, 3, strides=2, dtype=F64)),
+    "average_pooling": ((4, 4, 2), lambda: keras.layers.AveragePooling2D(2, dtype=F64)),
+    "global_average_pooling": ((5, 3), lambda: keras.layers.GlobalAveragePooling1D(dtype=F64)),
+    "add": ((4,), None),
+}
+
+
+def _add_model():
+    inp = keras.Input((4,), dtype=F64)
+    return keras.Model(inp, keras.layers.Add(dtype=F64)([inp, keras.layers.Rescaling(0.5, dtype=F64)(inp)]))
+
+
+@pytest.mark.parametrize("name", list(USER_RULE_LAYERS))
+def test_a_users_proportional_rule_with_a_negative_weight_modifier(name):
+    shape, make = USER_RULE_LAYERS[name]
+    model = _add_model() if make is None else _pool_model(shape, make())
+    x = np.random.default_rng(0).normal(size=(3,) + shape)
+    m, b = layer_matrix(lambda a: model.predict_on_batch(a), shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ZeroRelevanceWarning)
+        relevance = Analyzer(model, lrp(PositiveContributions())).analyze(x, neuron_selection="all")
+    for xs, rs in zip(x, relevance):
+        r_out = np.maximum(xs.ravel() @ m + b, 0)  # every output, max(f, 0) as Analyzer starts
+        expected = proportional(np.maximum(xs.ravel()[:, None] * m, 0), r_out)  # (x w)⁺; W ≥ 0 on pools
+        np.testing.assert_allclose(rs.ravel(), expected, rtol=1e-10, atol=1e-12)
