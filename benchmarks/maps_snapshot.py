@@ -22,9 +22,11 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import parity_models  # noqa: E402
 import test_applications  # noqa: E402
 import zoo  # noqa: E402
 
@@ -40,18 +42,6 @@ REQUIRED = {
 LIMITS = {"float64": 1e-12, "float32": 1e-6}
 
 
-def _build(builder, floatx):
-    previous = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx(floatx)
-    keras.config.set_dtype_policy(floatx)
-    try:
-        keras.utils.set_random_seed(0)
-        return builder()
-    finally:
-        keras.config.set_floatx(previous[0])
-        keras.config.set_dtype_policy(previous[1])
-
-
 def _run(out, key, make):
     try:
         keras.utils.set_random_seed(3)  # random and smoothgrad draw the same noise on both sides
@@ -64,7 +54,8 @@ def write(path):
     out = {}
     for floatx in ("float32", "float64"):
         for name, builder in zoo.ZOO.items():
-            model = _build(builder, floatx)
+            keras.utils.set_random_seed(0)
+            model = parity_models.build_in(keras, lambda _, build=builder: build(), floatx)
             x = zoo.inputs_for(model).astype(floatx)
             for method in sorted(ANALYZERS):
                 _run(

@@ -7,6 +7,7 @@ ships: ``keras_dtd.beam`` pickled by value), and class 2 in process (``in_memory
 meets, each named with its fix.
 """
 
+import contextlib
 import io
 import re
 import sys
@@ -76,11 +77,8 @@ def setup(tmp_path_factory):
 
 def _run(*argv):
     err = io.StringIO()
-    old, sys.stderr = sys.stderr, err
-    try:
+    with contextlib.redirect_stderr(err):
         code = main(["explain-dataset", *map(str, argv)])
-    finally:
-        sys.stderr = old
     return code, err.getvalue()
 
 
