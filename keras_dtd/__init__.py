@@ -22,15 +22,29 @@ if _keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on th
     )
 
 from keras_dtd import composites, metrics, relevance_models, rules  # noqa: E402
-from keras_dtd.analyzer import DTD, LRP, Analyzer, Explanation, RelevancePass, ZeroRelevanceWarning  # noqa: E402
-from keras_dtd.baselines import Gradient, InputTimesGradient, IntegratedGradients, SmoothGrad  # noqa: E402
-from keras_dtd.compat import create_analyzer  # noqa: E402
-from keras_dtd.conservation import ConservationReport, check  # noqa: E402
-from keras_dtd.constraints import NonPositive  # noqa: E402
-from keras_dtd.export import export  # noqa: E402
-from keras_dtd.graph import ModelNotTraceableError  # noqa: E402
-from keras_dtd.presets import NonReLUWarning, UnsupportedLayerError, register_rule, unregister_rule  # noqa: E402
-from keras_dtd.taylor import RootNotFoundWarning, Taylor, TaylorExplanation  # noqa: E402
+from keras_dtd.analyzers.analyzer import (  # noqa: E402
+    DTD,
+    LRP,
+    Analyzer,
+    Explanation,
+    RelevancePass,
+    ZeroRelevanceWarning,
+)
+from keras_dtd.analyzers.assignment import (  # noqa: E402
+    NonReLUWarning,
+    UnsupportedLayerError,
+    register_rule,
+    unregister_rule,
+)
+from keras_dtd.analyzers.baselines import Gradient, InputTimesGradient, IntegratedGradients, SmoothGrad  # noqa: E402
+from keras_dtd.analyzers.innvestigate import create_analyzer  # noqa: E402
+from keras_dtd.analyzers.taylor import RootNotFoundWarning, Taylor, TaylorExplanation  # noqa: E402
+from keras_dtd.core.kinds import Kind  # noqa: E402
+from keras_dtd.core.registry import register_layer, unregister_layer  # noqa: E402
+from keras_dtd.core.tracing import ModelNotTraceableError  # noqa: E402
+from keras_dtd.evaluation.conservation import ConservationReport, check  # noqa: E402
+from keras_dtd.integrations.constraints import NonPositive  # noqa: E402
+from keras_dtd.integrations.export import export  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -42,6 +56,7 @@ __all__ = [
     "RelevancePass",
     "Gradient",
     "InputTimesGradient",
+    "Kind",
     "IntegratedGradients",
     "SmoothGrad",
     "check",
@@ -55,11 +70,13 @@ __all__ = [
     "UnsupportedLayerError",
     "ZeroRelevanceWarning",
     "metrics",
+    "register_layer",
     "register_rule",
     "relevance_models",
     "RootNotFoundWarning",
     "Taylor",
     "TaylorExplanation",
     "rules",
+    "unregister_layer",
     "unregister_rule",
 ]

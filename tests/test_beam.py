@@ -196,7 +196,8 @@ def test_an_export_that_is_not_keras_dtds_is_refused(tmp_path):
 
 def test_without_beam_the_error_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "apache_beam", None)
-    monkeypatch.delitem(sys.modules, "keras_dtd.beam", raising=False)
+    for name in ("keras_dtd.beam", "keras_dtd.integrations.beam"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
     with pytest.raises(ImportError, match=r'pip install "keras_dtd\[beam\]"'):
         import keras_dtd.beam  # noqa: F401
     code, message = _run(tmp_path, tmp_path / "*.npy", tmp_path / "out", "--runner", "DirectRunner")

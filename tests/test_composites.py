@@ -85,7 +85,7 @@ def test_z_plus_skips_its_sign_aware_part_only_where_the_rules_allow():
     model = keras.Model(inp, out)
 
     def c2(analyzer):
-        return next(n for n in analyzer._graph.nodes if n.path == "c2")
+        return next(n for n in analyzer.graph.nodes if n.path == "c2")
 
     assert c2(DTD(model)).rectified
     z_on_add = composites.Composite({"kernel": rules.ZPlus(), "add": rules.Z()})

@@ -11,8 +11,8 @@ from test_rules import HIGH, LOW, RULES
 
 import keras_dtd
 from keras_dtd import DTD, Analyzer, rules
-from keras_dtd.composites import lrp
-from keras_dtd.graph import APPLICATION_LAYERS
+from keras_dtd.composites import Uniform
+from keras_dtd.core.tracing import APPLICATION_LAYERS
 
 F64 = "float64"
 L = keras.layers
@@ -34,7 +34,7 @@ def test_layer_norm_is_linear_with_sigma_held_constant(rule_name):
     gamma, beta = layer.get_weights()
     rule, params = RULES[rule_name]
     x = np.random.uniform(LOW, HIGH, (3, n))
-    relevance = _quiet(Analyzer(model, lrp(rule)).analyze, x, neuron_selection="all")
+    relevance = _quiet(Analyzer(model, Uniform(rule)).analyze, x, neuron_selection="all")
     for xs, rs in zip(x, relevance):
         sigma = np.sqrt(xs.var() + 1e-3)
         m = (np.eye(n) - 1.0 / n) * gamma[None, :] / sigma  # m[i, j] = ∂z_j / ∂x_i
@@ -66,7 +66,7 @@ def _gated(shape=(4, 4, 3)):
 def test_gate_keeps_relevance_on_the_signal():
     model = _gated()
     x = np.random.normal(size=(3, 4, 4, 3))
-    relevance = _quiet(Analyzer(model, lrp(rules.Z())).analyze, x, neuron_selection="all")
+    relevance = _quiet(Analyzer(model, Uniform(rules.Z())).analyze, x, neuron_selection="all")
     # the product's relevance max(x·g, 0) stays with x; the gate's branch gets nothing
     np.testing.assert_allclose(relevance.reshape(3, -1), np.maximum(model.predict_on_batch(x), 0), rtol=1e-7)
 
@@ -81,7 +81,7 @@ def test_gate_chosen_by_name_and_ambiguous_gates_are_refused():
     x = np.random.uniform(0, 1, (4, 5))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", keras_dtd.NonReLUWarning)
-        named = Analyzer(model, lrp(rules.Z()), gates={"both": "b"})
+        named = Analyzer(model, Uniform(rules.Z()), gates={"both": "b"})
     _, layers = _quiet(named.analyze, x, neuron_selection=0, return_layers=True)
     assert np.all(layers["b"] == 0)  # the gate gets nothing; the signal a keeps the product's relevance:
     gate_a, gate_b = keras.Model(inp, [model.get_layer("a").output, model.get_layer("b").output])(x)
@@ -92,7 +92,7 @@ def test_gate_chosen_by_name_and_ambiguous_gates_are_refused():
         )  # z rule, f₀ signed
         np.testing.assert_allclose(layers["a"][k], expected, rtol=1e-10)
     with pytest.raises(ValueError, match="'c' is not one of the two inputs"):
-        Analyzer(model, lrp(rules.Z()), gates={"both": "c"})
+        Analyzer(model, Uniform(rules.Z()), gates={"both": "c"})
 
 
 def test_embedding_relevance_of_a_token_sums_its_vector():
@@ -102,7 +102,7 @@ def test_embedding_relevance_of_a_token_sums_its_vector():
     dense = L.Dense(2, dtype=F64)
     model = keras.Model(inp, dense(L.Flatten(dtype=F64)(embedding(inp))))
     x = np.random.randint(0, tokens, (4, length))
-    relevance = _quiet(Analyzer(model, lrp(rules.Epsilon(0.01))).analyze, x, neuron_selection="all")
+    relevance = _quiet(Analyzer(model, Uniform(rules.Epsilon(0.01))).analyze, x, neuron_selection="all")
     assert relevance.shape == x.shape and relevance.dtype == np.float64
     table = embedding.get_weights()[0]
     w, b = dense.get_weights()
@@ -130,7 +130,7 @@ def test_merges(name):
     a, b = keras.Input((6,), dtype=F64), keras.Input((6,), dtype=F64)
     model = keras.Model([a, b], make()([a, b]))
     xa, xb = np.random.normal(size=(4, 6)), np.random.normal(size=(4, 6))
-    ra, rb = _quiet(Analyzer(model, lrp(rules.Z())).analyze, [xa, xb], neuron_selection="all")
+    ra, rb = _quiet(Analyzer(model, Uniform(rules.Z())).analyze, [xa, xb], neuron_selection="all")
     r_out = np.maximum(model.predict_on_batch([xa, xb]), 0)
     share_a, share_b = shares(xa, xb)
     np.testing.assert_allclose(ra, share_a * r_out, rtol=1e-6, atol=1e-12)
@@ -261,5 +261,5 @@ def test_subclasses_of_known_layers_are_explained_like_their_parents():
             np.testing.assert_allclose(
                 _quiet(analyzer(sub).analyze, x), _quiet(analyzer(twin).analyze, x), rtol=1e-12, atol=1e-15
             )
-    folded = [n for n in DTD(sub)._graph.nodes if isinstance(n.layer, L.BatchNormalization)]
+    folded = [n for n in DTD(sub).graph.nodes if isinstance(n.layer, L.BatchNormalization)]
     assert not folded  # the BatchNorm after the Conv2D subclass was folded into it, as after a Conv2D

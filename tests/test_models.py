@@ -173,8 +173,12 @@ def test_batch_norm_is_folded_into_the_kernel_layer():
             if getattr(layer, "bias", None) is not None:
                 layer.bias.assign(rng.uniform(-0.1, 0.1, layer.bias.shape))
         analyzer = DTD(model)
-        folded = [n for n in analyzer._graph.nodes if n.op is not None and getattr(n.op, "batch_norm", None)]
-        assert folded and not any(n.kind == "batch_norm" for n in analyzer._graph.nodes), name
+        folded = [
+            n
+            for n in analyzer.graph.nodes
+            if n.linear_map is not None and getattr(n.linear_map, "batch_norm", None)
+        ]
+        assert folded and not any(n.kind == "batch_norm" for n in analyzer.graph.nodes), name
         twin = _folded_by_hand(model)
         assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in twin.layers)
         x = zoo.inputs_for(model)
@@ -208,7 +212,7 @@ def test_two_inputs_and_a_shared_layer():
     xa, xb = rng.uniform(0, 1, (8, 6)), rng.uniform(0, 1, (8, 6))
     f = model.predict_on_batch([xa, xb])
     analyzer = DTD(model, input_range=[(0, 1), (0, 1)])
-    assert [n.path for n in analyzer._graph.nodes if n.layer is shared] == [shared.name, shared.name + "#1"]
+    assert [n.path for n in analyzer.graph.nodes if n.layer is shared] == [shared.name, shared.name + "#1"]
     for selection in ("max_activation", np.arange(8) % 2):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ZeroRelevanceWarning)

@@ -48,6 +48,29 @@ def test_custom_rule_example():
         keras_dtd.unregister_rule(scope["Double"])
 
 
+def test_register_layer_example():
+    scope = {}
+    try:
+        exec(_block("register-layer"), scope)
+        R, model, x = scope["R"], scope["model"], scope["x"]
+        projection, top = model.layers[0], model.layers[2]
+        twin = keras.Sequential(
+            [
+                keras.Input((5,)),
+                keras.layers.Dense(3, use_bias=False),
+                keras.layers.ReLU(),
+                keras.layers.Dense(2),
+            ]
+        )
+        twin.layers[0].set_weights(projection.get_weights())
+        twin.layers[2].set_weights(top.get_weights())
+        np.testing.assert_allclose(R, keras_dtd.DTD(twin).analyze(x), rtol=1e-6, atol=1e-7)  # the same maths
+        f = np.asarray(model.predict_on_batch(x)).max(axis=1)  # zero biases: DTD is conservative
+        np.testing.assert_allclose(R.sum(axis=1), np.maximum(f, 0), rtol=1e-5, atol=1e-7)
+    finally:
+        keras_dtd.unregister_layer(scope["Projection"])
+
+
 def test_composite_example_runs_and_maps_have_the_input_shape():
     import ast
 

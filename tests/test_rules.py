@@ -9,7 +9,7 @@ import tensorflow as tf
 from replica import convention_relevance, layer_matrix, proportional, rule_relevance
 
 from keras_dtd import Analyzer, ZeroRelevanceWarning, rules
-from keras_dtd.composites import lrp
+from keras_dtd.composites import Uniform
 
 F64 = "float64"
 F32 = "float32"
@@ -90,7 +90,7 @@ def test_kernel_rule_matches_numpy(layer_name, rule_name):
     rule, params = RULES[rule_name]
     x = np.random.uniform(LOW, HIGH, (3,) + shape)
 
-    analyzer = Analyzer(model, lrp(rule))
+    analyzer = Analyzer(model, Uniform(rule))
     relevance = analyzer.analyze(x, neuron_selection="all")
 
     m, b = layer_matrix(lambda a: model.predict_on_batch(a), shape)
@@ -112,7 +112,7 @@ def test_separable_conv_is_a_depthwise_then_a_pointwise_map(rule_name):
     layer.set_weights([depthwise, pointwise, np.random.uniform(-0.5, 0.5, bias.shape)])
     rule, params = RULES[rule_name]
     x = np.random.uniform(LOW, HIGH, (2,) + shape)
-    relevance = Analyzer(model, lrp(rule)).analyze(x, neuron_selection="all")
+    relevance = Analyzer(model, Uniform(rule)).analyze(x, neuron_selection="all")
 
     def depthwise_map(a):
         return keras.ops.depthwise_conv(a, depthwise, strides=2, padding="same").numpy()
@@ -145,7 +145,7 @@ def test_zbox_per_feature_bounds_from_input_range():
     low = np.random.uniform(-1, 0, shape)
     high = np.random.uniform(0.5, 2, shape[1:])  # broadcast over the first axis
     x = np.random.uniform(low, high, (2,) + shape)
-    analyzer = Analyzer(model, lrp(rules.ZBox()), input_range=(low, high))
+    analyzer = Analyzer(model, Uniform(rules.ZBox()), input_range=(low, high))
     relevance = analyzer.analyze(x, neuron_selection="all")
     m, _ = layer_matrix(lambda a: model.predict_on_batch(a), shape)
     hi = np.broadcast_to(high, shape).ravel()
@@ -161,7 +161,7 @@ def test_zplus_on_relu_inputs_uses_only_positive_weights():
     dense = keras.layers.Dense(4, dtype=F64)
     model = keras.Model(inp, dense(keras.layers.ReLU(dtype=F64)(inp)))
     x = np.random.normal(size=(4, 6))
-    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection="all")
+    relevance = Analyzer(model, Uniform(rules.ZPlus())).analyze(x, neuron_selection="all")
     w = dense.get_weights()[0]
     for xs, rs in zip(x, relevance):
         r_out = np.maximum(model.predict_on_batch(xs[None])[0], 0)
@@ -220,7 +220,7 @@ def test_average_pooling_is_proportional_to_positive_inputs(name):
     shape, make = POOL_LAYERS[name]
     model = _pool_model(shape, make())
     x = np.random.normal(size=(3,) + shape)
-    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection="all")
+    relevance = Analyzer(model, Uniform(rules.ZPlus())).analyze(x, neuron_selection="all")
     m, _ = layer_matrix(lambda a: model.predict_on_batch(a), shape)
     for xs, rs in zip(x, relevance):
         r_out = np.maximum(model.predict_on_batch(xs[None])[0], 0)
@@ -234,7 +234,7 @@ def test_max_pooling_is_winner_take_all(name):
     model = _pool_model(shape, make())
     windows, _ = layer_matrix(lambda a: _pool_model(shape, make_windows())(a).numpy(), shape)
     x = np.random.normal(size=(3,) + shape)
-    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection="all")
+    relevance = Analyzer(model, Uniform(rules.ZPlus())).analyze(x, neuron_selection="all")
     for xs, rs in zip(x, relevance):
         r_out = np.maximum(model.predict_on_batch(xs[None])[0], 0)
         expected = np.zeros(xs.size)
@@ -249,7 +249,7 @@ def test_add_is_proportional_to_positive_summands_and_concatenate_splits():
     added = keras.layers.Add(dtype=F64)([a, b])
     model = keras.Model([a, b], keras.layers.Concatenate(dtype=F64)([added, b]))
     xa, xb = np.random.normal(size=(5, 4)), np.random.normal(size=(5, 4))
-    ra, rb = Analyzer(model, lrp(rules.ZPlus())).analyze([xa, xb], neuron_selection="all")
+    ra, rb = Analyzer(model, Uniform(rules.ZPlus())).analyze([xa, xb], neuron_selection="all")
     r_sum = np.maximum(xa + xb, 0)
     total = np.maximum(xa, 0) + np.maximum(xb, 0)
     share = np.divide(r_sum, total, out=np.zeros_like(total), where=total != 0)
@@ -263,7 +263,7 @@ def test_zero_denominator_gives_zero_not_nan():
     model = keras.Model(inp, dense(inp))
     dense.set_weights([-np.abs(np.random.normal(size=(3, 2))), np.array([5.0, 5.0])])
     x = np.abs(np.random.normal(size=(2, 3)))  # x >= 0, w <= 0: z⁺ = 0 while f = 5 + ... > 0
-    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection=0)
+    relevance = Analyzer(model, Uniform(rules.ZPlus())).analyze(x, neuron_selection=0)
     assert np.all(np.isfinite(relevance)) and np.all(relevance == 0)
 
 
@@ -280,7 +280,7 @@ def test_zplus_bias_flipped_output_with_vanishing_matching_share(share):
     w = -x[0] * np.random.default_rng(0).uniform(0.5, 1.5, n)  # every x_i w_i < 0 ...
     w[0] = share * np.abs(w).sum()  # ... but the first
     dense.set_weights([w[:, None].astype("float32"), np.array([10.0 * np.abs(w).sum()], "float32")])
-    relevance = Analyzer(model, lrp(rules.ZPlus())).analyze(x, neuron_selection=0)[0]
+    relevance = Analyzer(model, Uniform(rules.ZPlus())).analyze(x, neuron_selection=0)[0]
     f = float(model.predict_on_batch(x)[0, 0])
     expected = np.zeros(n)
     if share > 1e-3:
@@ -312,9 +312,9 @@ def test_zplus_before_a_batch_norm_whose_scale_decides_the_sign(layer_name, scal
 
     with warnings.catch_warnings():  # some samples have all outputs ≤ 0
         warnings.simplefilter("ignore", ZeroRelevanceWarning)
-        analyzer = Analyzer(model, lrp(rules.ZPlus()))
+        analyzer = Analyzer(model, Uniform(rules.ZPlus()))
         relevance = analyzer.analyze(x, neuron_selection="all")
-    assert next(n for n in analyzer._graph.nodes if n.layer is kernel_layer).maybe_rectified
+    assert next(n for n in analyzer.graph.nodes if n.layer is kernel_layer).maybe_rectified
 
     inner = keras.Model(inp, keras.layers.Flatten(dtype=F64)(hidden))
     m, b = layer_matrix(lambda a: inner.predict_on_batch(np.maximum(a, 0)), shape)
@@ -353,7 +353,7 @@ def test_bias_policy_and_stabilizer_match_numpy(layer_name, rule_name, bias, sta
     _random_bias(layer)
     rule = CONVENTION_RULES[rule_name](bias=bias, stabilizer=stabilizer)
     x = np.random.uniform(LOW, HIGH, (3,) + shape)
-    relevance = Analyzer(model, lrp(rule), positive_output=False).analyze(x, neuron_selection="all")
+    relevance = Analyzer(model, Uniform(rule), positive_output=False).analyze(x, neuron_selection="all")
     m, b = layer_matrix(lambda a: model.predict_on_batch(a), shape)
     for xs, rs in zip(x, relevance):
         r_out = model.predict_on_batch(xs[None])[0]
@@ -373,9 +373,9 @@ def _bias_free_net():
 def test_epsilon_to_zero_approaches_z():
     model = _bias_free_net()
     x = np.random.uniform(-1, 1, (4, 6, 6, 2))
-    z = Analyzer(model, lrp(rules.Z()), positive_output=False).analyze(x)
+    z = Analyzer(model, Uniform(rules.Z()), positive_output=False).analyze(x)
     gaps = [
-        np.abs(Analyzer(model, lrp(rules.Epsilon(eps)), positive_output=False).analyze(x) - z).max()
+        np.abs(Analyzer(model, Uniform(rules.Epsilon(eps)), positive_output=False).analyze(x) - z).max()
         for eps in (1e-2, 1e-5, 1e-8)
     ]
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-5 * np.abs(z).max()
@@ -384,8 +384,10 @@ def test_epsilon_to_zero_approaches_z():
 def test_alpha1_beta0_without_bias_equals_zplus():
     model = _bias_free_net()
     x = np.random.uniform(-1, 1, (4, 6, 6, 2))
-    ab = Analyzer(model, lrp(rules.AlphaBeta(1.0, 0.0))).analyze(x)
-    zplus = Analyzer(model, lrp(rules.ZPlus())).analyze(x)  # positive start: relevance only at outputs ≥ 0
+    ab = Analyzer(model, Uniform(rules.AlphaBeta(1.0, 0.0))).analyze(x)
+    zplus = Analyzer(model, Uniform(rules.ZPlus())).analyze(
+        x
+    )  # positive start: relevance only at outputs ≥ 0
     np.testing.assert_allclose(ab, zplus, rtol=1e-10, atol=1e-12)
 
 
@@ -408,7 +410,7 @@ def test_conservation_on_a_bias_free_net(rule):
     average pooling of ReLU outputs has none of the latter.)"""
     model = _bias_free_net()
     x = np.random.uniform(-1, 1, (4, 6, 6, 2))
-    explanation = Analyzer(model, lrp(rule), positive_output=False).explain(x)
+    explanation = Analyzer(model, Uniform(rule), positive_output=False).explain(x)
     sums = explanation.relevance.reshape(4, -1).sum(axis=1)
     np.testing.assert_allclose(sums, explanation.target, rtol=1e-8, atol=1e-10)
 
@@ -425,7 +427,7 @@ def test_standalone_batch_norm_matches_numpy(rule_name):
     )
     rule, params = RULES[rule_name]
     x = rng.uniform(LOW, HIGH, (3,) + shape)
-    relevance = Analyzer(model, lrp(rule), positive_output=False).analyze(x, neuron_selection="all")
+    relevance = Analyzer(model, Uniform(rule), positive_output=False).analyze(x, neuron_selection="all")
     m, b = layer_matrix(lambda a: model.predict_on_batch(a), shape)
     assert np.count_nonzero(m) == x[0].size  # diagonal
     for xs, rs in zip(x, relevance):
@@ -468,7 +470,7 @@ def test_a_users_proportional_rule_with_a_negative_weight_modifier(name):
     m, b = layer_matrix(lambda a: model.predict_on_batch(a), shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ZeroRelevanceWarning)
-        relevance = Analyzer(model, lrp(PositiveContributions())).analyze(x, neuron_selection="all")
+        relevance = Analyzer(model, Uniform(PositiveContributions())).analyze(x, neuron_selection="all")
     for xs, rs in zip(x, relevance):
         r_out = np.maximum(xs.ravel() @ m + b, 0)  # every output, max(f, 0) as Analyzer starts
         expected = proportional(np.maximum(xs.ravel()[:, None] * m, 0), r_out)  # (x w)⁺; W ≥ 0 on pools

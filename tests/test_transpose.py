@@ -9,7 +9,7 @@ import tensorflow as tf
 from replica import layer_matrix
 
 from keras_dtd import Analyzer, rules
-from keras_dtd.composites import lrp
+from keras_dtd.composites import Uniform
 
 F64 = "float64"
 L = keras.layers
@@ -49,8 +49,8 @@ MAPS = {  # name: (sample shape, layer, whether the transposed map is written di
 
 
 def _node(model):
-    analyzer = Analyzer(model, lrp(rules.Z()))
-    return next(n for n in analyzer._graph.nodes if n.op is not None)
+    analyzer = Analyzer(model, Uniform(rules.Z()))
+    return next(n for n in analyzer.graph.nodes if n.linear_map is not None)
 
 
 @pytest.mark.parametrize("name", list(MAPS))
@@ -63,7 +63,7 @@ def test_transposed_map_is_the_matrix_transpose(name, monkeypatch):
         layer.set_weights([np.random.uniform(-1, 1, w.shape) for w in layer.get_weights()])
     model = keras.Model(inp, out)
     m, _ = layer_matrix(_evaluator(layer, model), shape)  # m[i, j] = ∂z_j / ∂x_i
-    op = _node(model).op
+    op = _node(model).linear_map
 
     x = tf.constant(np.random.uniform(-1, 1, (3,) + shape))
     s = np.random.uniform(-1, 1, (3,) + tuple(out.shape[1:]))
@@ -102,14 +102,14 @@ def test_sums_transpose_with_their_weights_and_reduce_broadcast_inputs():
     a, b = keras.Input((3, 2), dtype=F64), keras.Input((1, 2), dtype=F64)
     for merge, weights in ((L.Add(dtype=F64), (1, 1)), (L.Subtract(dtype=F64), (1, -1))):
         model = keras.Model(a, merge([a, a]))
-        op = _node(model).op
+        op = _node(model).linear_map
         x = tf.constant(np.random.uniform(-1, 1, (2, 3, 2)))
         s = np.random.uniform(-1, 1, (2, 3, 2))
         kernel, _ = op.parameters([x, x])
         for got, w in zip(op.transpose([x, x], kernel, tf.constant(s)), weights):
             np.testing.assert_allclose(got.numpy(), w * s)
     model = keras.Model([a, b], L.Add(dtype=F64)([a, b]))  # b broadcasts over the rows: Jᵀ sums them
-    op = _node(model).op
+    op = _node(model).linear_map
     xa, xb = tf.zeros((2, 3, 2), F64), tf.zeros((2, 1, 2), F64)
     s = np.random.uniform(-1, 1, (2, 3, 2))
     got_a, got_b = op.transpose([xa, xb], None, tf.constant(s))

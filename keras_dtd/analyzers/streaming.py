@@ -143,7 +143,7 @@ def analyze_stream(analyzer, stream, neuron_selection="max_activation", verbose=
         raise ValueError(
             "A stream takes neuron_selection 'max_activation', 'all' or one int for every sample."
         )
-    if len(analyzer._graph.inputs) > 1 and out is not None:
+    if len(analyzer.input_specs) > 1 and out is not None:
         raise ValueError(
             "out= writes one array; a model with several inputs has several maps. Gather them instead."
         )
@@ -158,9 +158,7 @@ def analyze_stream(analyzer, stream, neuron_selection="max_activation", verbose=
     writer = _writer(out) if out is not None else None
     parts = []
     for k, element in enumerate(stream):
-        relevance = analyzer.analyze(
-            _numpy(_inputs_of(element, len(analyzer._graph.inputs))), neuron_selection
-        )
+        relevance = analyzer.analyze(_numpy(_inputs_of(element, len(analyzer.input_specs))), neuron_selection)
         if writer is not None:
             writer.write(relevance)
         else:

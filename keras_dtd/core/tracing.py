@@ -18,6 +18,8 @@ from keras.src.applications.convnext import LayerScale, StochasticDepth
 from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
 from keras.src.models.functional import Functional
 
+from keras_dtd.core.kinds import Kind
+
 # Layers that keras.applications defines for itself (not exported by keras.layers).
 APPLICATION_LAYERS = {
     "CustomScaleLayer": CustomScaleLayer,
@@ -52,8 +54,8 @@ class Node:
 
     ``inputs``/``outputs`` are ids of tensors in the traced graph; ``path`` names
     the layer, prefixed with the names of the models it is nested in. The fields
-    after ``arguments`` are filled in by :mod:`keras_dtd.canonize`: ``kind`` and
-    ``op`` (see :mod:`keras_dtd.layers`), the ``activation`` applied after ``op``,
+    after ``arguments`` are filled in by :mod:`keras_dtd.core.canonize`: ``kind`` and
+    ``linear_map`` (see :mod:`keras_dtd.core.registry`), the ``activation`` applied after it,
     which inputs are non-negative by construction, for a gate which input is the
     ``signal``, and whether relevance can only reach outputs ≥ 0 (``rectified``), or does
     so depending on weights known only at run time (``maybe_rectified``).
@@ -66,7 +68,7 @@ class Node:
     input_shapes: tuple[tuple, ...] = ()
     arguments: Any = dataclasses.field(repr=False, default=None)
     kind: str | None = None
-    op: Any = None
+    linear_map: Any = None
     activation: str = "linear"
     nonnegative_inputs: tuple[bool, ...] = ()
     signal: int | None = None
@@ -81,12 +83,12 @@ class Node:
     def forward_linear(self, inputs, parameters=None):
         """(outputs, Σ_i x_i w_ij): the outputs and, for a node with a linear map, the map's
         value before bias and activation (None for other nodes)."""
-        if self.op is not None:
-            kernel, bias = self.op.parameters(inputs) if parameters is None else parameters
-            linear = self.op.apply(inputs, kernel)
+        if self.linear_map is not None:
+            kernel, bias = self.linear_map.parameters(inputs) if parameters is None else parameters
+            linear = self.linear_map.apply(inputs, kernel)
             z = linear if bias is None else linear + bias
             return [z if self.activation == "linear" else self.layer.activation(z)], linear
-        if self.kind == "stripped":
+        if self.kind == Kind.STRIPPED:
             return [inputs[0]], None
         tensor_dict = {id(t): x for t, x in zip(self.arguments.keras_tensors, inputs)}
         args, kwargs = self.arguments.fill_in(tensor_dict)

@@ -1,21 +1,9 @@
-"""How keras_dtd sees each Keras layer or ``keras.ops`` operation: its kind, and for
-linear ones a linear map (:class:`LinearOp`) that rules evaluate with modified weights.
+"""Linear maps: a node's pre-activation z = apply(x, W) + b as a map linear in its inputs,
+which rules evaluate with modified weights (W⁺, W², ...) and transpose (Jᵀ s).
 
-Kinds (one table, ``_LAYER_KINDS``, says which layer class has which):
-  ``kernel``       a linear map with learned weights, z = x·W + b: Dense, Conv, DepthwiseConv,
-                   ConvTranspose, LayerNormalization (1/σ held constant), ``x @ constant``
-  ``separable``    SeparableConv: split by :mod:`keras_dtd.canonize` into a depthwise and a
-                   pointwise ``kernel`` node
-  ``pool``         a fixed linear map with non-negative weights: average pooling, ``mean``/``sum``
-  ``add``          a weighted sum of tensors: Add, Average, Subtract, InceptionResNet's
-                   CustomScaleLayer
-  ``batch_norm``   BatchNormalization that no kernel layer absorbs: z = x·s + t
-  ``max_pool``     the largest input wins: max pooling, Maximum, Minimum
-  ``gate``         Multiply of a signal by gates (squeeze-excitation, gated units)
-  ``embedding``    Embedding lookup: relevance of a token = its vector's relevance
-  ``structural``   layers that only move values: Flatten, Reshape, Concatenate, padding, UpSampling, ...
-  ``elementwise``  relevance passes unchanged: activations, Dropout, Rescaling, Normalization,
-                   LayerScale, ``x + constant``, ...
+Each map reads the layer's variables when a pass runs (``parameters``), never when it is
+built, and a BatchNormalization folded into a kernel layer is applied to those tensors
+(the model is untouched). :mod:`keras_dtd.core.registry` says which layer class gets which map.
 """
 
 from __future__ import annotations
@@ -25,294 +13,14 @@ import functools
 import keras
 import tensorflow as tf
 
-from keras_dtd.graph import APPLICATION_LAYERS, constant_arguments, operation_name
-
-KL = keras.layers
-
-_LAYER_KINDS = {
-    "kernel": (
-        KL.Dense,
-        KL.Conv1D,
-        KL.Conv2D,
-        KL.Conv3D,
-        KL.DepthwiseConv1D,
-        KL.DepthwiseConv2D,
-        KL.Conv1DTranspose,
-        KL.Conv2DTranspose,
-        KL.Conv3DTranspose,
-        KL.LayerNormalization,
-    ),
-    "separable": (KL.SeparableConv1D, KL.SeparableConv2D),
-    "pool": (
-        KL.AveragePooling1D,
-        KL.AveragePooling2D,
-        KL.AveragePooling3D,
-        KL.GlobalAveragePooling1D,
-        KL.GlobalAveragePooling2D,
-        KL.GlobalAveragePooling3D,
-    ),
-    "add": (KL.Add, KL.Average, KL.Subtract, APPLICATION_LAYERS["CustomScaleLayer"]),
-    "batch_norm": (KL.BatchNormalization,),
-    "max_pool": (
-        KL.MaxPooling1D,
-        KL.MaxPooling2D,
-        KL.MaxPooling3D,
-        KL.GlobalMaxPooling1D,
-        KL.GlobalMaxPooling2D,
-        KL.GlobalMaxPooling3D,
-        KL.Maximum,
-        KL.Minimum,
-    ),
-    "gate": (KL.Multiply,),
-    "embedding": (KL.Embedding,),
-    "structural": (
-        KL.Flatten,
-        KL.Reshape,
-        KL.Permute,
-        KL.Concatenate,
-        KL.RepeatVector,
-        KL.ZeroPadding1D,
-        KL.ZeroPadding2D,
-        KL.ZeroPadding3D,
-        KL.Cropping1D,
-        KL.Cropping2D,
-        KL.Cropping3D,
-        KL.UpSampling1D,
-        KL.UpSampling2D,
-        KL.UpSampling3D,
-    ),
-    "elementwise": (
-        KL.InputLayer,
-        KL.Dropout,
-        KL.SpatialDropout1D,
-        KL.SpatialDropout2D,
-        KL.SpatialDropout3D,
-        KL.AlphaDropout,
-        KL.GaussianNoise,
-        KL.GaussianDropout,
-        KL.Identity,
-        KL.Rescaling,
-        KL.Normalization,
-        KL.ReLU,
-        KL.LeakyReLU,
-        KL.PReLU,
-        KL.ELU,
-        KL.Activation,
-        KL.Softmax,
-        APPLICATION_LAYERS["LayerScale"],
-        APPLICATION_LAYERS["StochasticDepth"],
-    ),
-}
-_KIND_OF_CLASS = {cls: kind for kind, classes in _LAYER_KINDS.items() for cls in classes}
-
-# keras.ops operations on symbolic tensors, by name: kind with one tensor argument (the
-# others constant), kind with several.
-_OPERATION_KINDS = {
-    "add": ("elementwise", "add"),
-    "subtract": ("elementwise", "add"),
-    "multiply": ("elementwise", "gate"),
-    "divide": ("elementwise", None),
-    "true_divide": ("elementwise", None),
-    "negative": ("elementwise", None),
-    "mean": ("pool", None),
-    "sum": ("pool", None),
-    "matmul": ("kernel", None),
-    "maximum": ("elementwise", "max_pool"),
-    "minimum": ("elementwise", "max_pool"),
-    "max": ("max_pool", None),
-    "concatenate": (None, "structural"),
-    "stack": (None, "structural"),
-    **{
-        name: ("structural", None)
-        for name in (
-            "reshape",
-            "transpose",
-            "expand_dims",
-            "squeeze",
-            "flatten",
-            "get_item",
-            "moveaxis",
-            "swapaxes",
-            "repeat",
-            "tile",
-            "broadcast_to",
-            "pad",
-            "cast",
-        )
-    },
-}
-
-# Elementwise activations: relevance passes through them (exact DTD only for relu/linear).
-ELEMENTWISE_ACTIVATIONS = frozenset(
-    {
-        "linear",
-        "relu",
-        "relu6",
-        "bounded_relu",
-        "leaky_relu",
-        "thresholded_relu",
-        "prelu",
-        "elu",
-        "selu",
-        "celu",
-        "gelu",
-        "silu",
-        "swish",
-        "hard_silu",
-        "hard_swish",
-        "hard_sigmoid",
-        "sigmoid",
-        "tanh",
-        "softplus",
-        "softsign",
-        "mish",
-        "log_sigmoid",
-        "exponential",
-        "exp",
-        "hard_tanh",
-        "squareplus",
-        "sparse_plus",
-        "sparse_sigmoid",
-        "tanh_shrink",
-        "soft_shrink",
-        "hard_shrink",
-        "threshold",
-    }
-)
-# The activations of ReLU networks, for which the DTD rules are derived.
-RELU_ACTIVATIONS = ("relu", "linear")
-# Activations stripped when they end the model: DTD explains the pre-activation score.
-OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
-# Activations whose output is >= 0 (z⁺ can then skip its x⁻ term).
-NONNEGATIVE_ACTIVATIONS = frozenset(
-    {
-        "relu",
-        "relu6",
-        "bounded_relu",
-        "sigmoid",
-        "hard_sigmoid",
-        "softplus",
-        "exponential",
-        "exp",
-        "sparse_sigmoid",
-        "squareplus",
-    }
-)
-# Activations that zero every negative input.
-RECTIFIERS = frozenset({"relu", "relu6", "bounded_relu"})
-# Activations that make a Multiply input a gate (values in [0, c]).
-GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6", "bounded_relu", "sparse_sigmoid"})
-# Elementwise layers after which values keep their sign (given the activation is linear).
-_SIGN_KEEPING = (
-    KL.InputLayer,
-    KL.Dropout,
-    KL.SpatialDropout1D,
-    KL.SpatialDropout2D,
-    KL.SpatialDropout3D,
-    KL.GaussianDropout,
-    KL.Identity,
-    KL.Activation,
-    APPLICATION_LAYERS["StochasticDepth"],
-)
+from keras_dtd.core.tracing import constant_arguments
 
 
-def kind_of(layer, n_tensor_inputs=1) -> str | None:
-    """The kind of a built-in layer (or of a subclass of one) or keras.ops operation (see the
-    module docstring), or None."""
-    name = operation_name(layer)
-    if name is None:  # the most specific class listed: a subclass is seen as its parent
-        return next((_KIND_OF_CLASS[c] for c in type(layer).__mro__ if c in _KIND_OF_CLASS), None)
-    if name in _OPERATION_KINDS:
-        return _OPERATION_KINDS[name][0 if n_tensor_inputs == 1 else 1]
-    return "elementwise" if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else None
-
-
-def activation_name(layer) -> str:
-    """Name of the elementwise function a layer or operation applies: 'relu', 'silu', ...
-    ('linear' if none)."""
-    name = operation_name(layer)
-    if name is not None:
-        return name if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else "linear"
-    if isinstance(layer, KL.Softmax):
-        return "softmax"
-    if isinstance(layer, KL.ReLU):
-        if layer.negative_slope:
-            return "leaky_relu"
-        if layer.threshold:
-            return "thresholded_relu"
-        if layer.max_value is not None:
-            return "relu6" if float(layer.max_value) == 6.0 else "bounded_relu"
-        return "relu"
-    for cls, name in ((KL.LeakyReLU, "leaky_relu"), (KL.PReLU, "prelu"), (KL.ELU, "elu")):
-        if isinstance(layer, cls):
-            return name
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return "linear"
-    return getattr(activation, "__name__", type(activation).__name__)
-
-
-def keeps_sign(node) -> bool:
-    """Whether a node's outputs are >= 0 whenever its inputs are (before its activation)."""
-    if node.kind in ("pool", "max_pool", "structural", "stripped"):
-        return True
-    if node.kind == "add":
-        return node.op.kernel(None) is None
-    if node.kind == "gate":
-        return True  # gates are >= 0; the sign is the signal's
-    return node.kind == "elementwise" and isinstance(node.layer, _SIGN_KEEPING)
-
-
-# Activations that are not monotone: input bounds do not map through them.
-_NON_MONOTONE = frozenset({"gelu", "silu", "swish", "hard_silu", "hard_swish", "mish", "threshold"})
-
-
-def passes_domain(node) -> bool:
-    """Whether what is known about a model input's entries (support, bounds) carries through
-    this node to the next layer: true for layers that move, pool, sum or monotonically
-    rescale values; false for kernel layers (their outputs are hidden units), gates,
-    embeddings and non-monotone activations."""
-    if node.kind in ("pool", "add", "batch_norm", "max_pool", "structural", "stripped"):
-        return True
-    return node.kind == "elementwise" and node.activation not in _NON_MONOTONE
-
-
-def linear_op(node, batch_norm=None) -> LinearOp | None:
-    """The linear map of a ``kernel``, ``pool``, ``add`` or ``batch_norm`` node, with an
-    optional BatchNormalization folded into a kernel layer."""
-    layer, kind = node.layer, node.kind
-    if kind == "kernel":
-        if operation_name(layer) == "matmul":
-            return MatmulOp(node)
-        if isinstance(layer, KL.LayerNormalization):
-            return LayerNormOp(layer)
-        if isinstance(layer, KL.Dense):
-            return DenseOp(layer, layer.kernel, layer.bias, batch_norm)
-        if isinstance(layer, (KL.DepthwiseConv1D, KL.DepthwiseConv2D)):
-            return DepthwiseOp(layer, layer.kernel, layer.bias, batch_norm)
-        if isinstance(layer, (KL.Conv1DTranspose, KL.Conv2DTranspose, KL.Conv3DTranspose)):
-            return TransposeOp(layer, layer.kernel, layer.bias, batch_norm)
-        return ConvOp(layer, layer.kernel, layer.bias, batch_norm)
-    if kind == "pool":
-        return FixedLinearOp(node)
-    if kind == "add":
-        if isinstance(layer, KL.Average):
-            return FixedLinearOp(node)
-        if isinstance(layer, APPLICATION_LAYERS["CustomScaleLayer"]):
-            return WeightedSumOp((1.0, float(layer.scale)))
-        if isinstance(layer, KL.Subtract) or operation_name(layer) == "subtract":
-            return WeightedSumOp((1.0, -1.0))
-        return WeightedSumOp(None)
-    if kind == "batch_norm":
-        return BatchNormOp(layer)
-    return None
-
-
-def separable_ops(layer, batch_norm=None) -> tuple[LinearOp, LinearOp]:
+def separable_maps(layer, batch_norm=None) -> tuple[LinearMap, LinearMap]:
     """A SeparableConv as (depthwise map, pointwise 1×1 convolution with the bias)."""
     ones = (1,) * len(layer.strides)
-    depthwise = DepthwiseOp(layer, layer.depthwise_kernel, None)
-    pointwise = ConvOp(
+    depthwise = DepthwiseMap(layer, layer.depthwise_kernel, None)
+    pointwise = ConvMap(
         layer,
         layer.pointwise_kernel,
         layer.bias,
@@ -324,12 +32,13 @@ def separable_ops(layer, batch_norm=None) -> tuple[LinearOp, LinearOp]:
     return depthwise, pointwise
 
 
-class LinearOp:
+class LinearMap:
     """A node's pre-activation as a map linear in its inputs: z = apply(x, W) + b.
 
     ``parameters(inputs)`` returns (W, b) once per pass, given the layer's actual inputs
     (maps such as LayerNormalization have a W that depends on them): W is None for maps
-    with fixed non-negative weights (pooling, sums), b is None or broadcasts against z.
+    with fixed non-negative weights (pooling, sums; ``fixed_weights`` is then True), b is
+    None or broadcasts against z.
     ``apply(inputs, kernel)`` evaluates the map with any kernel of W's shape (W⁺, W², ...:
     every rule modifies W elementwise), which rules use with the gradient trick. ``diagonal``:
     each output reads one input entry (rules then need no Jacobian). ``stack_axes()``
@@ -343,6 +52,7 @@ class LinearOp:
     """
 
     diagonal = False
+    fixed_weights = False
 
     def kernel(self, inputs):
         return None
@@ -394,7 +104,7 @@ def _to_channels_first(z):
     return tf.transpose(z, [0, z.shape.rank - 1, *range(1, z.shape.rank - 1)])
 
 
-class KernelOp(LinearOp):
+class KernelMap(LinearMap):
     """A layer's kernel and bias variables, optionally with a BatchNormalization folded in:
     W' = W·s (per output channel), b' = (b − μ)·s + β, computed from the live variables
     and never written back. channels_first inputs are computed in channels_last (CPUs
@@ -457,7 +167,7 @@ class KernelOp(LinearOp):
         return x.shape.rank == 4 and plain
 
 
-class DenseOp(KernelOp):
+class DenseMap(KernelMap):
     """Dense: z = x·W + b (over the last axis)."""
 
     def stack_axes(self):
@@ -473,7 +183,7 @@ class DenseOp(KernelOp):
         return tf.matmul(s, kernel, transpose_b=True) if x.shape.rank == 2 else None
 
 
-class ConvOp(KernelOp):
+class ConvMap(KernelMap):
     """Conv1D/2D/3D (strides, valid/same/causal padding, dilation, groups)."""
 
     def stack_axes(self):
@@ -508,7 +218,7 @@ class ConvOp(KernelOp):
         return tf.nn.conv2d_transpose(s, kernel, tf.shape(x), strides, padding)
 
 
-class DepthwiseOp(KernelOp):
+class DepthwiseMap(KernelMap):
     """DepthwiseConv1D/2D (and the depthwise half of a SeparableConv): kernel (..., in, mult),
     output channel c·mult + m."""
 
@@ -529,7 +239,7 @@ class DepthwiseOp(KernelOp):
         return tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), kernel, s, strides, padding)
 
 
-class TransposeOp(KernelOp):
+class TransposedConvMap(KernelMap):
     """Conv1D/2D/3DTranspose: kernel (..., out, in)."""
 
     def stack_axes(self):
@@ -544,7 +254,7 @@ class TransposeOp(KernelOp):
         )
 
 
-class LayerNormOp(LinearOp):
+class LayerNormMap(LinearMap):
     """LayerNormalization with 1/σ held constant (Ali et al., ICML 2022), a map linear in x:
     z_j = Σ_i (δ_ij − c/N) γ_j/σ · x_i + β_j over the N normalized entries (c = 1 when
     centering, 0 for rms_scaling). Its kernel holds the diagonal entries (1 − c/N) γ_j/σ
@@ -593,7 +303,7 @@ class LayerNormOp(LinearOp):
         return z
 
 
-class MatmulOp(LinearOp):
+class MatmulMap(LinearMap):
     """``keras.ops.matmul(x, W)`` with a constant W: z = x·W."""
 
     def __init__(self, node):
@@ -614,7 +324,7 @@ class MatmulOp(LinearOp):
         )
 
 
-class BatchNormOp(LinearOp):
+class BatchNormMap(LinearMap):
     """A BatchNormalization that no kernel layer absorbs: z = x·s + t, s = γ/√(σ²+ε)."""
 
     diagonal = True
@@ -637,9 +347,11 @@ class BatchNormOp(LinearOp):
         return x * kernel
 
 
-class FixedLinearOp(LinearOp):
+class FixedLinearMap(LinearMap):
     """A map with fixed non-negative weights evaluated by the layer itself (average pooling,
     Average, mean, sum)."""
+
+    fixed_weights = True
 
     def __init__(self, node):
         self.node = node
@@ -650,11 +362,15 @@ class FixedLinearOp(LinearOp):
         return self.node.layer(*args, **kwargs)
 
 
-class WeightedSumOp(LinearOp):
+class WeightedSumMap(LinearMap):
     """z = Σ_k c_k x_k: Add (c = 1, kernel None), Subtract (1, −1), CustomScaleLayer (1, scale)."""
 
     def __init__(self, weights):
         self.weights = weights
+
+    @property
+    def fixed_weights(self):
+        return self.weights is None
 
     def kernel(self, inputs):
         if self.weights is None:

@@ -1,11 +1,11 @@
 """Model-preserving rewrites of a traced graph, done once before rules are assigned.
 
-- Each node gets its kind and, if linear, its linear map (:mod:`keras_dtd.layers`).
-- BatchNormalization right after a Dense/Conv/DepthwiseConv/ConvTranspose/SeparableConv
-  with linear activation is folded into it (on tensors computed from the live
+- Each node gets its kind and, if linear, its linear map (:mod:`keras_dtd.core.registry`).
+- BatchNormalization right after a layer whose registry entry folds it (Dense, the
+  convolutions) with linear activation is folded into it (on tensors computed from the live
   variables; the model is untouched).
-- A SeparableConv becomes two kernel nodes: its depthwise map, then its pointwise
-  1×1 convolution with the bias and activation.
+- A layer whose entry gives a chain of maps (a SeparableConv: its depthwise map, then its
+  pointwise 1×1 convolution with the bias and activation) becomes one kernel node per map.
 - A softmax/sigmoid that ends the model is stripped: DTD explains the score before it.
 - A Multiply learns which input is its signal: the one not produced by a gate-like
   activation (sigmoid, hard sigmoid, bounded ReLU), or the one the user did not name
@@ -21,28 +21,15 @@ import collections
 import dataclasses
 import itertools
 
-from keras_dtd import layers as L
-from keras_dtd.graph import Graph, Node
-
-_FOLDING_KERNELS = (
-    L.KL.Dense,
-    L.KL.Conv1D,
-    L.KL.Conv2D,
-    L.KL.Conv3D,
-    L.KL.DepthwiseConv1D,
-    L.KL.DepthwiseConv2D,
-    L.KL.Conv1DTranspose,
-    L.KL.Conv2DTranspose,
-    L.KL.Conv3DTranspose,
-    L.KL.SeparableConv1D,
-    L.KL.SeparableConv2D,
-)
+from keras_dtd.core import registry
+from keras_dtd.core.registry import Kind
+from keras_dtd.core.tracing import Graph, Node
 
 
 def canonize(graph: Graph, gates=None) -> Graph:
     """Return a copy of ``graph`` with the rewrites above applied. ``gates``: ``{name of a
     Multiply layer: name of the layer whose output is its gate}`` where detection is not wanted."""
-    nodes = [dataclasses.replace(n, kind=L.kind_of(n.layer, len(n.inputs))) for n in graph.nodes]
+    nodes = [dataclasses.replace(n, kind=registry.kind_of(n.layer, len(n.inputs))) for n in graph.nodes]
     nodes = _attach_ops(graph, nodes, _foldable_batch_norms(graph, nodes))
     nodes = _choose_signals(nodes, gates or {})
     return dataclasses.replace(graph, nodes=tuple(_mark_nonnegative_inputs(nodes)))
@@ -55,13 +42,13 @@ def _foldable_batch_norms(graph: Graph, nodes: list[Node]) -> dict[int, Node]:
     producer = {out: k for k, node in enumerate(nodes) for out in node.outputs}
     folded = {}
     for bn_node in nodes:
-        if bn_node.kind != "batch_norm":
+        if bn_node.kind != Kind.BATCH_NORM:
             continue
         k = producer.get(bn_node.inputs[0])
         if k is None:
             continue
         layer = nodes[k].layer
-        if not isinstance(layer, _FOLDING_KERNELS) or L.activation_name(layer) != "linear":
+        if not registry.folds_batch_norm(layer):
             continue
         if uses[nodes[k].outputs[0]] != 1:
             continue
@@ -83,33 +70,26 @@ def _attach_ops(graph: Graph, nodes: list[Node], folded: dict[int, Node]) -> lis
             continue
         kind = node.kind
         activation = (
-            L.activation_name(node.layer) if kind in ("kernel", "separable", "elementwise") else "linear"
+            registry.activation_name(node.layer) if kind in (Kind.KERNEL, Kind.ELEMENTWISE) else "linear"
         )
         outputs = folded[k].outputs if k in folded else node.outputs
-        if set(outputs) & model_outputs and activation in L.OUTPUT_ACTIVATIONS:
+        if set(outputs) & model_outputs and activation in registry.OUTPUT_ACTIVATIONS:
             activation = "linear"
-            if kind == "elementwise":
-                kind = "stripped"
+            if kind == Kind.ELEMENTWISE:
+                kind = Kind.STRIPPED
         node = dataclasses.replace(node, outputs=outputs, kind=kind, activation=activation)
-        batch_norm = folded[k].layer if k in folded else None
-        if kind == "separable":
-            depthwise, pointwise = L.separable_ops(node.layer, batch_norm)
-            middle = (next(fresh_ids),)
-            result.append(
-                dataclasses.replace(
-                    node,
-                    outputs=middle,
-                    path=node.path + "/depthwise",
-                    kind="kernel",
-                    op=depthwise,
-                    activation="linear",
-                )
-            )
-            result.append(
-                dataclasses.replace(node, inputs=middle, input_shapes=(), kind="kernel", op=pointwise)
-            )
-        else:
-            result.append(dataclasses.replace(node, op=L.linear_op(node, batch_norm)))
+        maps = registry.linear_map(node, folded[k].layer if k in folded else None)
+        if not isinstance(maps, tuple):
+            result.append(dataclasses.replace(node, linear_map=maps))
+            continue
+        # two maps in a row (a SeparableConv): the first, named <path>/depthwise, then the second
+        first, second = maps
+        middle = (next(fresh_ids),)
+        path = node.path + "/depthwise"
+        result.append(
+            dataclasses.replace(node, outputs=middle, path=path, linear_map=first, activation="linear")
+        )
+        result.append(dataclasses.replace(node, inputs=middle, input_shapes=(), linear_map=second))
     return result
 
 
@@ -123,11 +103,11 @@ def _choose_signals(nodes: list[Node], gates: dict) -> list[Node]:
     def gate_like(i):
         node = producer.get(i)
         while node is not None:
-            if node.activation in L.GATE_ACTIVATIONS:
+            if node.activation in registry.GATE_ACTIVATIONS:
                 return True
             if (
                 node.activation != "linear"
-                or node.kind not in ("elementwise", "structural")
+                or node.kind not in (Kind.ELEMENTWISE, Kind.STRUCTURAL)
                 or len(node.inputs) != 1
             ):
                 return False
@@ -136,7 +116,7 @@ def _choose_signals(nodes: list[Node], gates: dict) -> list[Node]:
 
     chosen = []
     for node in nodes:
-        if node.kind == "gate":
+        if node.kind == Kind.GATE:
             named = gates.get(node.path, gates.get(node.layer.name))
             if named is not None:
                 flags = [
@@ -165,10 +145,10 @@ def _mark_nonnegative_inputs(nodes: list[Node]) -> list[Node]:
     marked = []
     for node in nodes:
         flags = tuple(nonnegative.get(i, False) for i in node.inputs)
-        if node.activation in L.NONNEGATIVE_ACTIVATIONS:
+        if node.activation in registry.NONNEGATIVE_ACTIVATIONS:
             out = True
-        elif node.activation == "linear" and L.keeps_sign(node):
-            out = flags[node.signal] if node.kind == "gate" and node.signal is not None else all(flags)
+        elif node.activation == "linear" and registry.keeps_sign(node):
+            out = flags[node.signal] if node.kind == Kind.GATE and node.signal is not None else all(flags)
         else:
             out = False
         for i in node.outputs:
@@ -176,7 +156,7 @@ def _mark_nonnegative_inputs(nodes: list[Node]) -> list[Node]:
         rectified = (
             out
             or all(
-                c.kind == "elementwise" and c.activation in L.RECTIFIERS
+                c.kind == Kind.ELEMENTWISE and c.activation in registry.RECTIFIERS
                 for i in node.outputs
                 for c in consumers[i]
             )

@@ -12,10 +12,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from keras_dtd import layers as L
 from keras_dtd import rules as R
-from keras_dtd.composites import Composite
-from keras_dtd.graph import operation_name
+from keras_dtd.analyzers.composites import Composite
+from keras_dtd.core import registry
+from keras_dtd.core.kinds import Kind
+from keras_dtd.core.tracing import operation_name
 
 
 class UnsupportedLayerError(TypeError):
@@ -65,7 +66,7 @@ def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[R.Rule,
             rule = next((r for c, r in _REGISTRY if isinstance(node.layer, c)), None)
         if rule is None:
             rule = _composite_rule(node, composite, k in first)
-            if node.activation not in L.RELU_ACTIVATIONS:
+            if node.activation not in registry.RELU_ACTIVATIONS:
                 non_relu.append(f"{node.path} ({node.activation})")
         chosen.append(rule)
     if non_relu and composite.non_relu == "refuse":
@@ -97,22 +98,18 @@ def mark_rectified(graph, rules):
             consumers[i].append(k)
 
     def passes(k):
-        """ "positive", "maybe" or "any": which inputs node k's rule can send relevance to."""
-        node, rule = nodes[k], rules[k]
+        """ "yes", "maybe" or "no": whether node k's rule sends relevance to inputs > 0 alone."""
+        node = nodes[k]
         if not (node.rectified or node.maybe_rectified):
-            return "any"
-        sure = "positive" if node.rectified else "maybe"
-        if isinstance(rule, R.Route) or (
-            type(rule) is R.ZPlus and node.kind in ("add", "pool") and node.op.kernel(None) is None
-        ):
-            return sure
-        return "maybe" if type(rule) is R.ZPlus and node.kind == "batch_norm" else "any"
+            return "no"
+        answer = rules[k].keeps_rectified(node)
+        return "maybe" if answer == "yes" and not node.rectified else answer
 
     for k in reversed(range(len(nodes))):
         users = [passes(j) for i in nodes[k].outputs for j in consumers[i]]
-        if nodes[k].rectified or not users or "any" in users:
+        if nodes[k].rectified or not users or "no" in users:
             continue
-        key = "rectified" if all(u == "positive" for u in users) else "maybe_rectified"
+        key = "rectified" if all(u == "yes" for u in users) else "maybe_rectified"
         nodes[k] = dataclasses.replace(nodes[k], **{key: True})
     return dataclasses.replace(graph, nodes=tuple(nodes))
 
@@ -143,18 +140,19 @@ def _composite_rule(node, composite: Composite, is_first: bool) -> R.Rule:
                 "the computation in a Keras layer and register a rule for that layer's class."
             )
         raise UnsupportedLayerError(
-            f"Layer '{node.path}' of type {cls} is not supported by keras_dtd. Register a rule "
-            f"for it, e.g. keras_dtd.register_rule({cls}, keras_dtd.rules.PassThrough()) for a "
-            "layer that keeps relevance as it is, or pass layer_rules={'"
-            f"{node.layer.name}': rule}} to the analyzer."
+            f"Layer '{node.path}' of type {cls} is not supported by keras_dtd. Say what it is: "
+            f"keras_dtd.register_layer({cls}, 'kernel', linear_map) for a linear map (see "
+            "keras_dtd.core.linear_maps), or register a rule for it, e.g. "
+            f"keras_dtd.register_rule({cls}, keras_dtd.rules.PassThrough()) for a layer that keeps "
+            f"relevance as it is, or pass layer_rules={{'{node.layer.name}': rule}} to the analyzer."
         )
-    if node.activation not in L.ELEMENTWISE_ACTIVATIONS:
+    if node.activation not in registry.ELEMENTWISE_ACTIVATIONS:
         raise UnsupportedLayerError(
             f"Layer '{node.path}' ({type(node.layer).__name__}) has activation '{node.activation}', which "
-            f"is not elementwise; {'/'.join(L.OUTPUT_ACTIVATIONS)} are accepted only on the output (where "
-            "they are stripped). Register a rule for this layer to override."
+            f"is not elementwise; {'/'.join(registry.OUTPUT_ACTIVATIONS)} are accepted only on the output "
+            "(where they are stripped). Register a rule for this layer to override."
         )
-    if kind == "gate" and node.signal is None:
+    if kind == Kind.GATE and node.signal is None:
         raise UnsupportedLayerError(
             f"Layer '{node.path}' ({type(node.layer).__name__}) multiplies {len(node.inputs)} tensors, and "
             "keras_dtd cannot tell the signal from the gate (a gate is produced by a sigmoid-like "
@@ -173,14 +171,14 @@ def _composite_rule(node, composite: Composite, is_first: bool) -> R.Rule:
 
 def _first_kernel_nodes(graph) -> set[int]:
     """Indices of kernel nodes that see model input values: reached from a model input
-    through layers that pass its domain on (:func:`keras_dtd.layers.passes_domain`)."""
+    through layers that pass its domain on (:func:`keras_dtd.core.registry.passes_domain`)."""
     reached = set(graph.inputs)
     first = set()
     for k, node in enumerate(graph.nodes):
         if not any(i in reached for i in node.inputs):
             continue
-        if node.kind == "kernel":
+        if node.kind == Kind.KERNEL:
             first.add(k)
-        elif L.passes_domain(node):
+        elif registry.passes_domain(node):
             reached.update(node.outputs)
     return first

@@ -39,13 +39,9 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
             )
         shutil.rmtree(path)
 
-    graph = analyzer._graph
     model = analyzer.model
-    names = _input_names(model, len(graph.inputs))
-    specs = [
-        tf.TensorSpec((None,) + tuple(s[1:]), d, name=n)
-        for s, d, n in zip(graph.input_shapes, graph.input_dtypes, names)
-    ]
+    names = _input_names(model, len(analyzer.input_specs))
+    specs = [tf.TensorSpec(s.shape, s.dtype, name=n) for s, n in zip(analyzer.input_specs, names)]
 
     def relevance_outputs(maps):
         if len(maps) == 1:
@@ -70,7 +66,7 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
     def explain(*args):
         inputs, class_index = list(args[:-1]), args[-1]
         checked = tf.debugging.assert_less(
-            class_index, analyzer._n_outputs, message=f"class_index must be below {analyzer._n_outputs}"
+            class_index, analyzer.output_size, message=f"class_index must be below {analyzer.output_size}"
         )
         with tf.control_dependencies([checked, tf.debugging.assert_non_negative(class_index)]):
             class_index = tf.identity(class_index)

@@ -77,8 +77,8 @@ def check(analyzer, x, neuron_selection="max_activation", tolerance=1e-4) -> Con
     target = explanation.target.astype(np.float64)
     first_loss = [None] * n
     if explanation.balance:
-        rules_by_path = {node.path: rule for node, rule in zip(analyzer._graph.nodes, analyzer.rules)}
-        for node in reversed(analyzer._graph.nodes):
+        rules_by_path = {node.path: rule for node, rule in zip(analyzer.graph.nodes, analyzer.rules)}
+        for node in reversed(analyzer.graph.nodes):
             if node.path not in explanation.balance:
                 continue
             received, passed = np.asarray(explanation.balance[node.path], np.float64).T

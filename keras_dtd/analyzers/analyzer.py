@@ -1,0 +1,462 @@
+"""The analyzer: one compiled relevance function per model, and ``analyze()`` around it."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from keras_dtd import rules as R
+from keras_dtd.analyzers import assignment, checks
+from keras_dtd.analyzers import composites as C
+from keras_dtd.analyzers.streaming import analyze_stream, is_stream
+from keras_dtd.core.canonize import canonize
+from keras_dtd.core.domains import input_domains
+from keras_dtd.core.tracing import trace
+
+
+class ZeroRelevanceWarning(UserWarning):
+    """Some selected outputs are ≤ 0, so their relevance maps are zero by definition."""
+
+
+class Explanation(NamedTuple):
+    """What :meth:`Analyzer.explain` returns, one row per sample.
+
+    relevance: map(s) with the shape of the input(s);
+    score: the selected output f (for "all": the largest output);
+    target: what a conservative map sums to: the selected outputs' Σ max(f, 0) (DTD,
+      ``positive_output=True``) or Σ f (LRP, :class:`Gradient`);
+    layers: ``{layer path: relevance at its output}`` when asked for, else None;
+    balance: with the layers, ``{layer path: (n, 2) array}`` of each sample's relevance
+      at the layer's outputs and relevance its rule passed to its inputs, in backward
+      order (see :func:`keras_dtd.check`).
+    """
+
+    relevance: Any
+    score: np.ndarray
+    target: np.ndarray
+    layers: dict | None
+    balance: dict | None = None
+
+
+class RelevancePass(NamedTuple):
+    """What one compiled backward pass returns (tensors, a batch of samples).
+
+    relevance: a list with the relevance at each model input, shaped like it;
+    score: the selected output f per sample (for "all": the largest output);
+    target: what a conservative map sums to, per sample (see :class:`Explanation`);
+    layers: ``{layer path: relevance at its output}`` when ``keep_layers``, else empty;
+    balance: with the layers, ``{layer path: (n, 2)}`` relevance received and passed on.
+    """
+
+    relevance: list
+    score: tf.Tensor
+    target: tf.Tensor
+    layers: dict
+    balance: dict
+
+
+class ForwardPass(NamedTuple):
+    """What :meth:`Analyzer.forward` returns (tensors).
+
+    output: the explained model output f (a final softmax or sigmoid stripped);
+    layers: ``{layer path: the layer's (first) output}``.
+    """
+
+    output: tf.Tensor
+    layers: dict
+
+
+class Analyzer:
+    """Relevance of a Keras model's inputs for a chosen output, rule by rule.
+
+    Args:
+      model: a built functional or Sequential Keras 3 model (nested models allowed).
+        It is never modified; its live weights are read at every call.
+      composite: which rule goes to which layer (:mod:`keras_dtd.composites`).
+      positive_output: explain max(f, 0) of the selected output f (DTD: the paper's f
+        maps to ℝ⁺; a sample with f ≤ 0 gets a zero map and a warning), or, if False,
+        the signed f (LRP, as iNNvestigate and zennit: "why not this class?").
+      input_range: ``(low, high)`` bounds of the input (scalars or arrays
+        broadcastable to one sample), used by the z^B rule; a list of pairs for
+        multi-input models.
+      output: which output of a multi-output model to explain (index or name).
+      layer_rules: ``{layer name: rule}`` overriding the composite.
+      gates: ``{Multiply layer name: name of the layer producing its gate}`` where the
+        gate of a multiplication is not found automatically (see :class:`rules.Gate`).
+      batch_size: samples per compiled call; larger inputs are split and the
+        last part is padded, so the function is traced once.
+      jit_compile: True, False or "auto" (XLA on GPU, plain graph mode on CPU,
+        which was faster for these passes on CPU).
+
+    The interface that integrations (export, streaming, metrics, the conservation report,
+    relevance models) and subclasses (the baselines, Taylor) build on: :attr:`graph`,
+    :attr:`rules`, :attr:`input_specs`, :attr:`output_size`, :attr:`input_range`,
+    :meth:`validate_inputs`, :meth:`validate_selection`, :meth:`forward`, :meth:`select`
+    and :meth:`relevance_pass`, the compiled pass's body, which subclasses override.
+    ``trace_count`` counts the traces of :meth:`explain`'s compiled functions.
+
+    Raises:
+      ModelNotTraceableError: the model's graph cannot be read.
+      UnsupportedLayerError: a layer has no rule (register one, or pass ``layer_rules``).
+      ValueError: an invalid ``output``, ``input_range``, ``batch_size`` or layer name.
+    """
+
+    def __init__(
+        self,
+        model,
+        composite: C.Composite,
+        *,
+        positive_output: bool = True,
+        input_range=None,
+        output=None,
+        layer_rules=None,
+        gates=None,
+        batch_size: int = 32,
+        jit_compile="auto",
+    ):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+        self.model = model
+        self.composite = composite
+        self.positive_output = positive_output
+        self.batch_size = batch_size
+        self._graph = canonize(trace(model), gates)
+        self.rules, non_relu = (
+            assignment.assign(self._graph, composite, layer_rules) if composite is not None else ((), ())
+        )
+        if self.rules:
+            self._graph = assignment.mark_rectified(self._graph, self.rules)
+        if non_relu and composite.non_relu == "warn":
+            warnings.warn(
+                assignment.non_relu_warning(non_relu),
+                assignment.NonReLUWarning,
+                stacklevel=checks.caller_stacklevel(),
+            )
+        self._output_id, self._output_size = checks.choose_output(self._graph, model, output)
+        self._input_range = checks.check_input_range(self._graph, input_range)
+        if jit_compile == "auto":
+            jit_compile = bool(tf.config.list_physical_devices("GPU"))
+        self.jit_compile = bool(jit_compile)
+        self.trace_count = 0
+        self._functions = {}
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- public
+    def analyze(self, x, neuron_selection="max_activation", return_layers=False, verbose="auto", out=None):
+        """Relevance map(s) with the shape of ``x``.
+
+        Args:
+          x: an array (a list of arrays for a multi-input model) of shape (batch, ...), or
+            a ``tf.data.Dataset`` or any iterable of batches (x, or (x, y) pairs), streamed
+            with memory bounded by the batch (:mod:`keras_dtd.analyzers.streaming`).
+          neuron_selection: "max_activation" (each sample's top output), an int, one int
+            per sample, or "all" (every output). A conservative map sums to the selected
+            output f (to max(f, 0) with ``positive_output``).
+          return_layers: also return ``{layer path: relevance of the layer's output}``.
+          verbose: for streams: "auto", 0 or 1 (a progress bar).
+          out: for streams: "maps.npy" writes the maps batch by batch and returns a
+            memory map of the file; "maps.tfrecord" writes one ``tf.train.Example`` per
+            map and returns a ``tf.data.Dataset`` of them.
+
+        Returns:
+          The map(s); with ``return_layers``, ``(maps, layers)``.
+
+        Raises:
+          ValueError, TypeError: bad inputs (shape, dtype, NaN, empty batch, values outside
+            ``input_range``) or neuron selection, each named with the fix.
+        """
+        if is_stream(x):
+            if return_layers:
+                raise ValueError(
+                    "return_layers is not available for streams; analyze arrays batch by batch instead."
+                )
+            return analyze_stream(self, x, neuron_selection, verbose, out)
+        if out is not None:
+            raise ValueError(
+                "out= is for streams (a tf.data.Dataset or an iterable of batches); arrays are returned."
+            )
+        explanation = self.explain(x, neuron_selection, return_layers)
+        if return_layers:
+            return explanation.relevance, explanation.layers
+        return explanation.relevance
+
+    def explain(self, x, neuron_selection="max_activation", return_layers=False) -> Explanation:
+        """Like :meth:`analyze` on arrays, but returns an :class:`Explanation` (the maps,
+        the explained outputs and what the maps sum to)."""
+        batches = self.validate_inputs(x)
+        n = batches[0].shape[0]
+        indices, all_outputs = self.validate_selection(neuron_selection, n)
+        function = self._function(all_outputs, return_layers)
+        size = self.batch_size
+        parts = []
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            pad = size - (stop - start) if n > size else 0
+            batch = [checks.padded(a[start:stop], pad, 0) for a in batches]
+            result = function(batch, checks.padded(indices[start:stop], pad, -1))
+            parts.append(tf.nest.map_structure(lambda t, m=stop - start: t.numpy()[:m], result))
+        relevance, score, target, layers, balance = tf.nest.map_structure(
+            lambda *ts: np.concatenate(ts), *parts
+        )  # a RelevancePass of numpy arrays
+        if self.positive_output:
+            self._warn_non_positive(score)
+        relevance = relevance[0] if len(relevance) == 1 else list(relevance)
+        if not return_layers:
+            return Explanation(relevance, score, target, None)
+        return Explanation(relevance, score, target, layers, dict(balance))
+
+    def export(self, export_dir, version: int = 1, overwrite: bool = False) -> str:
+        """Deprecated: use ``keras_dtd.export(analyzer, export_dir, ...)``, which this calls."""
+        warnings.warn(
+            "Analyzer.export is deprecated; use keras_dtd.export(analyzer, export_dir, ...).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        import keras_dtd  # the integration, from the public package (analyzers do not import integrations)
+
+        return keras_dtd.export(self, export_dir, version=version, overwrite=overwrite)
+
+    def __repr__(self):
+        composite = self.composite.name if self.composite is not None else None
+        return f"{type(self).__name__}(model='{self.model.name}', composite={composite!r})"
+
+    # ------------------------------------------- interface for integrations and subclasses
+    @property
+    def graph(self):
+        """The canonized traced model (:class:`keras_dtd.core.tracing.Graph`): its nodes
+        in execution order, each with its layer path, kind and linear map; ``rules[k]``
+        is the rule of ``graph.nodes[k]``."""
+        return self._graph
+
+    @property
+    def input_specs(self) -> list:
+        """One ``tf.TensorSpec`` per model input, with a free batch axis."""
+        graph = self._graph
+        return [tf.TensorSpec((None,) + s[1:], d) for s, d in zip(graph.input_shapes, graph.input_dtypes)]
+
+    @property
+    def output_size(self) -> int:
+        """The number of neurons of the explained output."""
+        return self._output_size
+
+    @property
+    def input_range(self):
+        """The checked ``input_range``: one (low, high) pair of arrays shaped (1, ...) like
+        one sample per model input, or None."""
+        return self._input_range
+
+    def validate_inputs(self, x) -> list:
+        """``x`` as a list of numpy arrays, one per model input, in the model's dtypes.
+
+        Raises:
+          TypeError, ValueError: wrong count, dtype or shape, an empty batch, NaN or
+            infinite values, or values outside ``input_range``.
+        """
+        return checks.check_inputs(self._graph, self.model.name, x, self._input_range)
+
+    def validate_selection(self, neuron_selection, n):
+        """(int32 (n,) indices with -1 for each sample's top output, whether "all" outputs
+        are explained) for a ``neuron_selection`` of :meth:`analyze`.
+
+        Raises:
+          ValueError: an unknown mode, a wrong number of indices or an index out of range.
+        """
+        return checks.check_selection(neuron_selection, n, self._output_size)
+
+    def forward(self, inputs) -> ForwardPass:
+        """The model on tensors, as keras_dtd computes it (inference mode, a final
+        softmax or sigmoid stripped): a :class:`ForwardPass`."""
+        values, _ = self._forward(inputs, tapes=False)
+        layers = {node.path: values[node.outputs[0]] for node in self._graph.nodes}
+        return ForwardPass(values[self._output_id], layers)
+
+    def select(self, f, indices, all_outputs=False):
+        """(mask of the explained outputs, shaped like f; the selected score per sample)
+        for ``indices`` as :meth:`validate_selection` returns them (-1: the top output)."""
+        scores = tf.reshape(f, (tf.shape(f)[0], -1))
+        if all_outputs:
+            return tf.ones_like(f), tf.reduce_max(scores, axis=-1)
+        best = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        mask = tf.one_hot(tf.where(indices < 0, best, indices), self._output_size, dtype=scores.dtype)
+        return tf.reshape(mask, tf.shape(f)), tf.reduce_sum(mask * scores, axis=-1)
+
+    def relevance_pass(self, inputs, indices, all_outputs=False, keep_layers=False) -> RelevancePass:
+        """The backward pass on tensors, to call inside a ``tf.function`` (as :meth:`explain`
+        and :func:`keras_dtd.export` do): a forward pass keeping what the rules need, then
+        the rules in reverse order.
+
+        Args:
+          inputs: a list of batches, one per model input, in the model's dtypes.
+          indices: int32 (n,): the output to explain per sample; -1 for its top output.
+          all_outputs: explain every output at once (``indices`` is then ignored).
+          keep_layers: also return the relevance at every layer and its balance.
+
+        Returns:
+          A :class:`RelevancePass`.
+        """
+        graph = self._graph
+        values, calls = self._forward(inputs, tapes=True)
+        domains = input_domains(graph, inputs, values, self._input_range)
+        f = values[self._output_id]
+        mask, score = self.select(f, indices, all_outputs)
+        top = self.start_relevance(inputs, f, mask)
+        relevance = {self._output_id: top}
+        balance = {}
+        for k in reversed(range(len(graph.nodes))):
+            node, rule = graph.nodes[k], self.rules[k]
+            if not any(o in relevance for o in node.outputs):
+                continue
+            r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
+            outputs = [values[o] for o in node.outputs]
+            copies, (kernel, bias), linear, tape = calls[k]
+            call = R.LayerCall(
+                node=node,
+                inputs=copies,
+                outputs=outputs,
+                kernel=kernel,
+                bias=bias,
+                linear=linear,
+                domains=[domains.get(i) for i in node.inputs],
+                vjp=_vjp(tape, copies, outputs),
+            )
+            r_in = rule.relevance(call, r_out)
+            if keep_layers:
+                passed = [per_sample_sum(tf.cast(r, top.dtype)) for r in r_in if r is not None]
+                balance[node.path] = tf.stack(
+                    [
+                        tf.add_n([per_sample_sum(r) for r in r_out]),
+                        tf.add_n(passed) if passed else tf.zeros_like(score),
+                    ],
+                    axis=-1,
+                )
+            for i, r in zip(node.inputs, r_in):
+                if r is not None:
+                    relevance[i] = relevance[i] + r if i in relevance else r
+
+        result = [
+            relevance[i] if i in relevance else tf.zeros(tf.shape(x), top.dtype)
+            for i, x in zip(graph.inputs, inputs)
+        ]
+        layers = {}
+        if keep_layers:
+            for node in graph.nodes:
+                o = node.outputs[0]
+                layers[node.path] = relevance[o] if o in relevance else tf.zeros_like(values[o])
+        return RelevancePass(result, score, per_sample_sum(top), layers, balance)
+
+    def start_relevance(self, inputs, f, mask):
+        """The relevance the backward pass starts from at the explained output f:
+        mask · max(f, 0), or mask · f without ``positive_output``. Subclasses may start
+        from another relevance of f's shape."""
+        return mask * (tf.nn.relu(f) if self.positive_output else f)
+
+    # --------------------------------------------------------- compiled pass
+    def _function(self, all_outputs, keep_layers):
+        key = (bool(all_outputs), bool(keep_layers))
+        with self._lock:
+            return self._functions.get(key) or self._new_function(key)
+
+    def _new_function(self, key):
+        def relevance(inputs, indices):
+            self.trace_count += 1
+            return self.relevance_pass(inputs, indices, *key)
+
+        signature = (self.input_specs, tf.TensorSpec((None,), tf.int32))
+        self._functions[key] = tf.function(  # plain Python control flow: no AutoGraph needed
+            relevance, input_signature=signature, jit_compile=self.jit_compile, autograph=False
+        )
+        return self._functions[key]
+
+    def _forward(self, inputs, tapes):
+        """Run the traced graph on ``inputs``. With ``tapes``, a call whose rule takes a VJP
+        through it is recorded on a tape of its own, on identity copies of its inputs, so
+        the VJP walks only that layer (one tape for the whole pass would make every VJP
+        walk back to the input: quadratic in depth). Returns (tensor values by id, per
+        node: (inputs, (kernel, bias), Σ_i x_i w_ij or None, tape or None))."""
+        graph = self._graph
+        values = dict(zip(graph.inputs, inputs))
+        calls = []
+        for k, node in enumerate(graph.nodes):
+            args = [values[i] for i in node.inputs]
+            parameters = None if node.linear_map is None else node.linear_map.parameters(args)
+            tape = None
+            if tapes and self.rules and self.rules[k].needs_vjp(node):
+                args = [tf.identity(a) for a in args]
+                tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
+            with tape or contextlib.nullcontext():
+                if tape is not None:
+                    tape.watch([a for a in args if a.dtype.is_floating])
+                outputs, linear = node.forward_linear(args, parameters)
+                values.update(zip(node.outputs, outputs))
+            calls.append((args, parameters or (None, None), linear, tape))
+        return values, calls
+
+    def _warn_non_positive(self, selected):
+        bad = np.flatnonzero(selected <= 0)
+        if bad.size:
+            shown = ", ".join(map(str, bad[:10])) + (", ..." if bad.size > 10 else "")
+            warnings.warn(
+                f"{bad.size} of {selected.size} samples have a selected output <= 0 (samples {shown}); "
+                "relevance explains max(f, 0), so their relevance maps are zero.",
+                ZeroRelevanceWarning,
+                stacklevel=checks.caller_stacklevel(),
+            )
+
+
+def _vjp(tape, inputs, outputs):
+    def vjp(cotangents):
+        if tape is None:
+            raise RuntimeError(
+                "A rule with uses_vjp = False called call.vjp; set uses_vjp = True on its class."
+            )
+        return tape.gradient(outputs, inputs, output_gradients=cotangents)
+
+    return vjp
+
+
+def per_sample_sum(t):
+    """Σ over every axis but the batch axis: one value per sample."""
+    return tf.reduce_sum(tf.reshape(t, (tf.shape(t)[0], -1)), axis=-1)
+
+
+class DTD(Analyzer):
+    """Deep Taylor Decomposition (Montavon et al. 2017).
+
+    ``DTD(model)``: inputs in ℝ^d, w² rule at the first layer, z⁺ above.
+    ``DTD(model, input_range=(0, 1))``: bounded inputs, z^B at the first layer.
+    Maps are conservative (they sum to max(f, 0)) and positive. Relevance passes through
+    activations other than ReLU with a :class:`NonReLUWarning`; ``strict=True`` refuses them.
+    """
+
+    def __init__(self, model, input_range=None, strict=False, **kwargs):
+        super().__init__(model, C.DeepTaylor(input_range, strict), input_range=input_range, **kwargs)
+
+
+class LRP(Analyzer):
+    """Layer-wise Relevance Propagation: one ``rule`` on every linear layer (``first_rule``
+    on the first kernel layers), e.g. ``LRP(model, rules.Epsilon(0.01))``, or a composite,
+    e.g. ``LRP(model, composites.EpsilonGammaBox(low=0.0, high=1.0))``. Explains the signed
+    selected output f; ``positive_output=True`` explains max(f, 0) as DTD does."""
+
+    def __init__(
+        self,
+        model,
+        rule: R.Rule | C.Composite = R.Epsilon(),
+        first_rule: R.Rule | None = None,
+        positive_output: bool = False,
+        **kwargs,
+    ):
+        if isinstance(rule, C.Composite):
+            if first_rule is not None:
+                raise ValueError("LRP: give either a composite or rule/first_rule, not both.")
+            composite = rule
+        elif isinstance(rule, R.Rule):
+            composite = C.Uniform(rule, first_rule)
+        else:
+            raise TypeError(f"LRP needs a keras_dtd.rules.Rule or a composites.Composite, got {rule!r}.")
+        super().__init__(model, composite, positive_output=positive_output, **kwargs)

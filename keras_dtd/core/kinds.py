@@ -1,0 +1,34 @@
+"""The kinds of layers: what a layer is to the rules (defined once, used everywhere)."""
+
+
+class Kind:
+    """The kinds of layers, the keys composites select rules by.
+
+    ``KERNEL``       a linear map with learned weights, z = x·W + b: Dense, the convolutions
+                     (a SeparableConv as its depthwise and pointwise halves), LayerNormalization
+                     (1/σ held constant), ``x @ constant``
+    ``POOL``         a fixed linear map with non-negative weights: average pooling, ``mean``/``sum``
+    ``ADD``          a weighted sum of tensors: Add, Average, Subtract, InceptionResNet's
+                     CustomScaleLayer
+    ``BATCH_NORM``   a BatchNormalization that no kernel layer absorbs: z = x·s + t
+    ``MAX_POOL``     the largest input wins: max pooling, Maximum, Minimum
+    ``GATE``         a Multiply of a signal by gates (squeeze-excitation, gated units)
+    ``EMBEDDING``    an Embedding lookup: the relevance of a token is its vector's relevance
+    ``STRUCTURAL``   layers that only move values: Flatten, Reshape, Concatenate, padding, ...
+    ``ELEMENTWISE``  relevance passes unchanged: activations, Dropout, Rescaling, ...
+    ``STRIPPED``     a softmax or sigmoid that ends the model, removed by canonizing: DTD
+                     explains the score before it
+    """
+
+    KERNEL = "kernel"
+    POOL = "pool"
+    ADD = "add"
+    BATCH_NORM = "batch_norm"
+    MAX_POOL = "max_pool"
+    GATE = "gate"
+    EMBEDDING = "embedding"
+    STRUCTURAL = "structural"
+    ELEMENTWISE = "elementwise"
+    STRIPPED = "stripped"
+    ALL = (KERNEL, POOL, ADD, BATCH_NORM, MAX_POOL, GATE, EMBEDDING, STRUCTURAL, ELEMENTWISE, STRIPPED)
+    LINEAR = (KERNEL, POOL, ADD, BATCH_NORM)  # the kinds with a linear map

@@ -1,0 +1,447 @@
+"""The layer registry: what each Keras layer class, and each ``keras.ops`` operation used on
+symbolic tensors, is to keras_dtd.
+
+An entry (:class:`LayerType`) says what a layer is (its :class:`Kind`), how to build its
+linear map (:mod:`keras_dtd.core.linear_maps`), whether it absorbs a BatchNormalization
+that follows it, and which facts about values it keeps. A layer gets the entry of the most
+specific registered class in its MRO, so subclasses inherit their parent's entry (a
+``Dense`` subclass is a Dense, KerasHub's ``ReversibleEmbedding`` an Embedding); a
+subclass whose ``call`` computes something else needs an entry of its own
+(:func:`register_layer`). Layers without an entry are refused by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import keras
+
+from keras_dtd.core import linear_maps as M
+from keras_dtd.core.kinds import Kind
+from keras_dtd.core.tracing import APPLICATION_LAYERS, operation_name
+
+KL = keras.layers
+
+
+# Which model-input facts each kind keeps (see keeps_sign, passes_domain, keeps_support).
+_KEEPS_SIGN = (Kind.POOL, Kind.MAX_POOL, Kind.STRUCTURAL, Kind.STRIPPED, Kind.GATE)
+_PASSES_DOMAIN = (Kind.POOL, Kind.ADD, Kind.BATCH_NORM, Kind.MAX_POOL, Kind.STRUCTURAL, Kind.STRIPPED)
+_KEEPS_SUPPORT = (Kind.ELEMENTWISE, Kind.STRIPPED, Kind.BATCH_NORM)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerType:
+    """One registry entry.
+
+    Attributes:
+      kind: a :class:`Kind`.
+      linear_map: for the linear kinds, ``linear_map(node, batch_norm)`` builds the node's
+        :class:`~keras_dtd.core.linear_maps.LinearMap` (``node.layer`` is the layer;
+        ``batch_norm`` the BatchNormalization folded into it, or None), or a pair of maps
+        applied one after the other (a SeparableConv: its depthwise half, a node named
+        ``<path>/depthwise``, then its pointwise half with the bias and activation).
+      folds_batch_norm: whether a BatchNormalization right after the layer (with a linear
+        activation) is folded into its map.
+      keeps_sign: for ``ELEMENTWISE`` layers, whether outputs are ≥ 0 wherever inputs are
+        (before the activation); other kinds decide by themselves.
+      group: "dense" or "convolution" for the layer groups of
+        :mod:`keras_dtd.composites` (``DENSE``, ``CONVOLUTIONS``), else None.
+    """
+
+    kind: str
+    linear_map: Callable | None = None
+    folds_batch_norm: bool = False
+    keeps_sign: bool = False
+    group: str | None = None
+
+
+def _kernel(map_class):
+    return lambda node, batch_norm: map_class(node.layer, node.layer.kernel, node.layer.bias, batch_norm)
+
+
+def _separable(node, batch_norm):
+    return M.separable_maps(node.layer, batch_norm)
+
+
+def _fixed(node, batch_norm):
+    return M.FixedLinearMap(node)
+
+
+def _weighted_sum(weights):
+    return lambda node, batch_norm: M.WeightedSumMap(weights)
+
+
+def _entries(classes, layer_type):
+    return {cls: layer_type for cls in classes}
+
+
+_BUILT_IN = {
+    **_entries(
+        (KL.Dense,), LayerType(Kind.KERNEL, _kernel(M.DenseMap), folds_batch_norm=True, group="dense")
+    ),
+    **_entries(
+        (KL.Conv1D, KL.Conv2D, KL.Conv3D),
+        LayerType(Kind.KERNEL, _kernel(M.ConvMap), folds_batch_norm=True, group="convolution"),
+    ),
+    **_entries(
+        (KL.DepthwiseConv1D, KL.DepthwiseConv2D),
+        LayerType(Kind.KERNEL, _kernel(M.DepthwiseMap), folds_batch_norm=True, group="convolution"),
+    ),
+    **_entries(
+        (KL.Conv1DTranspose, KL.Conv2DTranspose, KL.Conv3DTranspose),
+        LayerType(Kind.KERNEL, _kernel(M.TransposedConvMap), folds_batch_norm=True, group="convolution"),
+    ),
+    **_entries(
+        (KL.SeparableConv1D, KL.SeparableConv2D),
+        LayerType(Kind.KERNEL, _separable, folds_batch_norm=True, group="convolution"),
+    ),
+    KL.LayerNormalization: LayerType(Kind.KERNEL, lambda node, batch_norm: M.LayerNormMap(node.layer)),
+    **_entries(
+        (
+            KL.AveragePooling1D,
+            KL.AveragePooling2D,
+            KL.AveragePooling3D,
+            KL.GlobalAveragePooling1D,
+            KL.GlobalAveragePooling2D,
+            KL.GlobalAveragePooling3D,
+        ),
+        LayerType(Kind.POOL, _fixed),
+    ),
+    KL.Add: LayerType(Kind.ADD, _weighted_sum(None)),
+    KL.Average: LayerType(Kind.ADD, _fixed),
+    KL.Subtract: LayerType(Kind.ADD, _weighted_sum((1.0, -1.0))),
+    APPLICATION_LAYERS["CustomScaleLayer"]: LayerType(
+        Kind.ADD, lambda node, batch_norm: M.WeightedSumMap((1.0, float(node.layer.scale)))
+    ),
+    KL.BatchNormalization: LayerType(Kind.BATCH_NORM, lambda node, batch_norm: M.BatchNormMap(node.layer)),
+    **_entries(
+        (
+            KL.MaxPooling1D,
+            KL.MaxPooling2D,
+            KL.MaxPooling3D,
+            KL.GlobalMaxPooling1D,
+            KL.GlobalMaxPooling2D,
+            KL.GlobalMaxPooling3D,
+            KL.Maximum,
+            KL.Minimum,
+        ),
+        LayerType(Kind.MAX_POOL),
+    ),
+    KL.Multiply: LayerType(Kind.GATE),
+    KL.Embedding: LayerType(Kind.EMBEDDING),
+    **_entries(
+        (
+            KL.Flatten,
+            KL.Reshape,
+            KL.Permute,
+            KL.Concatenate,
+            KL.RepeatVector,
+            KL.ZeroPadding1D,
+            KL.ZeroPadding2D,
+            KL.ZeroPadding3D,
+            KL.Cropping1D,
+            KL.Cropping2D,
+            KL.Cropping3D,
+            KL.UpSampling1D,
+            KL.UpSampling2D,
+            KL.UpSampling3D,
+        ),
+        LayerType(Kind.STRUCTURAL),
+    ),
+    **_entries(  # elementwise, and values keep their sign (given a linear activation)
+        (
+            KL.InputLayer,
+            KL.Dropout,
+            KL.SpatialDropout1D,
+            KL.SpatialDropout2D,
+            KL.SpatialDropout3D,
+            KL.GaussianDropout,
+            KL.Identity,
+            KL.Activation,
+            APPLICATION_LAYERS["StochasticDepth"],
+        ),
+        LayerType(Kind.ELEMENTWISE, keeps_sign=True),
+    ),
+    **_entries(
+        (
+            KL.AlphaDropout,
+            KL.GaussianNoise,
+            KL.Rescaling,
+            KL.Normalization,
+            KL.ReLU,
+            KL.LeakyReLU,
+            KL.PReLU,
+            KL.ELU,
+            KL.Softmax,
+            APPLICATION_LAYERS["LayerScale"],
+        ),
+        LayerType(Kind.ELEMENTWISE),
+    ),
+}
+_REGISTRY: dict[type, LayerType] = dict(_BUILT_IN)
+
+# keras.ops operations on symbolic tensors, by name: (entry with one tensor argument, the
+# others constant; entry with several), None where keras_dtd has no rule.
+_ELEMENTWISE = LayerType(Kind.ELEMENTWISE)
+_STRUCTURAL = LayerType(Kind.STRUCTURAL)
+_OPERATIONS = {
+    "add": (_ELEMENTWISE, LayerType(Kind.ADD, _weighted_sum(None))),
+    "subtract": (_ELEMENTWISE, LayerType(Kind.ADD, _weighted_sum((1.0, -1.0)))),
+    "multiply": (_ELEMENTWISE, LayerType(Kind.GATE)),
+    "divide": (_ELEMENTWISE, None),
+    "true_divide": (_ELEMENTWISE, None),
+    "negative": (_ELEMENTWISE, None),
+    "mean": (LayerType(Kind.POOL, _fixed), None),
+    "sum": (LayerType(Kind.POOL, _fixed), None),
+    "matmul": (LayerType(Kind.KERNEL, lambda node, batch_norm: M.MatmulMap(node)), None),
+    "maximum": (_ELEMENTWISE, LayerType(Kind.MAX_POOL)),
+    "minimum": (_ELEMENTWISE, LayerType(Kind.MAX_POOL)),
+    "max": (LayerType(Kind.MAX_POOL), None),
+    "concatenate": (None, _STRUCTURAL),
+    "stack": (None, _STRUCTURAL),
+    **{
+        name: (_STRUCTURAL, None)
+        for name in (
+            "reshape",
+            "transpose",
+            "expand_dims",
+            "squeeze",
+            "flatten",
+            "get_item",
+            "moveaxis",
+            "swapaxes",
+            "repeat",
+            "tile",
+            "broadcast_to",
+            "pad",
+            "cast",
+        )
+    },
+}
+
+# Elementwise activations: relevance passes through them (exact DTD only for relu/linear).
+ELEMENTWISE_ACTIVATIONS = frozenset(
+    {
+        "linear",
+        "relu",
+        "relu6",
+        "bounded_relu",
+        "leaky_relu",
+        "thresholded_relu",
+        "prelu",
+        "elu",
+        "selu",
+        "celu",
+        "gelu",
+        "silu",
+        "swish",
+        "hard_silu",
+        "hard_swish",
+        "hard_sigmoid",
+        "sigmoid",
+        "tanh",
+        "softplus",
+        "softsign",
+        "mish",
+        "log_sigmoid",
+        "exponential",
+        "exp",
+        "hard_tanh",
+        "squareplus",
+        "sparse_plus",
+        "sparse_sigmoid",
+        "tanh_shrink",
+        "soft_shrink",
+        "hard_shrink",
+        "threshold",
+    }
+)
+# The activations of ReLU networks, for which the DTD rules are derived.
+RELU_ACTIVATIONS = ("relu", "linear")
+# Activations stripped when they end the model: DTD explains the pre-activation score.
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+# Activations whose output is >= 0 (z⁺ can then skip its x⁻ term).
+NONNEGATIVE_ACTIVATIONS = frozenset(
+    {
+        "relu",
+        "relu6",
+        "bounded_relu",
+        "sigmoid",
+        "hard_sigmoid",
+        "softplus",
+        "exponential",
+        "exp",
+        "sparse_sigmoid",
+        "squareplus",
+    }
+)
+# Activations that zero every negative input.
+RECTIFIERS = frozenset({"relu", "relu6", "bounded_relu"})
+# Activations that make a Multiply input a gate (values in [0, c]).
+GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6", "bounded_relu", "sparse_sigmoid"})
+# Activations that are not monotone: input bounds do not map through them.
+_NON_MONOTONE = frozenset({"gelu", "silu", "swish", "hard_silu", "hard_swish", "mish", "threshold"})
+
+
+def register_layer(
+    layer_class: type,
+    kind: str,
+    linear_map: Callable | None = None,
+    *,
+    folds_batch_norm: bool = False,
+    keeps_sign: bool = False,
+    group: str | None = None,
+) -> None:
+    """Tell keras_dtd what a layer class is; its subclasses inherit the entry.
+
+    Example, a layer computing ``x @ self.w`` explained like a Dense without bias::
+
+        from keras_dtd.core import linear_maps
+
+        def projection_map(node, batch_norm):
+            return linear_maps.DenseMap(node.layer, node.layer.w, None, batch_norm)
+
+        keras_dtd.register_layer(Projection, "kernel", projection_map)
+
+    Args:
+      layer_class: a ``keras.layers.Layer`` subclass. A later registration for the same
+        class replaces the earlier one (a built-in entry included).
+      kind: one of :class:`Kind` (except ``STRIPPED``), e.g. "kernel" or "elementwise".
+      linear_map: ``linear_map(node, batch_norm)`` returning a
+        :class:`~keras_dtd.core.linear_maps.LinearMap`; required for "kernel" and
+        "batch_norm"; for "pool" and "add" the default is the layer itself as a map with
+        fixed non-negative weights; not allowed for the other kinds.
+      folds_batch_norm: fold a following BatchNormalization into the map (which must then
+        take ``batch_norm`` into account).
+      keeps_sign: for "elementwise" layers: outputs are ≥ 0 wherever inputs are.
+      group: "dense" or "convolution" to count the class as such in composites' groups.
+
+    Raises:
+      TypeError: ``layer_class`` is not a Keras layer class or ``linear_map`` not callable.
+      ValueError: an unknown kind, or a linear map missing or given where it does not belong.
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"register_layer needs a keras.layers.Layer subclass; received: {layer_class!r}.")
+    if kind not in Kind.ALL or kind == Kind.STRIPPED:
+        kinds = ", ".join(k for k in Kind.ALL if k != Kind.STRIPPED)
+        raise ValueError(f"register_layer: unknown kind {kind!r}; kinds are {kinds}.")
+    if linear_map is not None and not callable(linear_map):
+        raise TypeError(
+            f"register_layer: linear_map must be callable(node, batch_norm); received: {linear_map!r}."
+        )
+    if linear_map is None and kind in (Kind.POOL, Kind.ADD):
+        linear_map = _fixed
+    if (linear_map is None) != (kind not in Kind.LINEAR):
+        raise ValueError(
+            f"register_layer({layer_class.__name__}, {kind!r}): "
+            + (
+                "a layer of this kind needs linear_map=."
+                if linear_map is None
+                else f"only the kinds {', '.join(Kind.LINEAR)} have a linear map."
+            )
+        )
+    if group not in (None, "dense", "convolution"):
+        raise ValueError(
+            f"register_layer: group must be None, 'dense' or 'convolution'; received: {group!r}."
+        )
+    _REGISTRY[layer_class] = LayerType(kind, linear_map, folds_batch_norm, keeps_sign, group)
+
+
+def unregister_layer(layer_class: type) -> None:
+    """Forget a registration made with :func:`register_layer` (a built-in entry returns)."""
+    _REGISTRY.pop(layer_class, None)
+    if layer_class in _BUILT_IN:
+        _REGISTRY[layer_class] = _BUILT_IN[layer_class]
+
+
+def layer_classes(group: str) -> tuple[type, ...]:
+    """The built-in layer classes of a group ("dense" or "convolution")."""
+    return tuple(cls for cls, entry in _BUILT_IN.items() if entry.group == group)
+
+
+def in_group(layer, group: str) -> bool:
+    """Whether a layer's entry puts it in ``group``."""
+    entry = lookup(layer)
+    return entry is not None and entry.group == group
+
+
+def lookup(layer, n_tensor_inputs=1) -> LayerType | None:
+    """The entry of a layer (the most specific registered class in its MRO) or of a
+    ``keras.ops`` operation (by name and number of tensor arguments), or None."""
+    name = operation_name(layer)
+    if name is None:
+        return next((_REGISTRY[c] for c in type(layer).__mro__ if c in _REGISTRY), None)
+    if name in _OPERATIONS:
+        return _OPERATIONS[name][0 if n_tensor_inputs == 1 else 1]
+    return _ELEMENTWISE if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else None
+
+
+def kind_of(layer, n_tensor_inputs=1) -> str | None:
+    """The :class:`Kind` of a layer or operation, or None if it has no entry."""
+    entry = lookup(layer, n_tensor_inputs)
+    return None if entry is None else entry.kind
+
+
+def linear_map(node, batch_norm=None):
+    """The linear map(s) of a node of a linear kind (see :class:`LayerType`), else None."""
+    entry = lookup(node.layer, len(node.inputs))
+    return None if entry is None or entry.linear_map is None else entry.linear_map(node, batch_norm)
+
+
+def folds_batch_norm(layer) -> bool:
+    """Whether a BatchNormalization after ``layer`` can be folded into its map."""
+    entry = lookup(layer)
+    return entry is not None and entry.folds_batch_norm and activation_name(layer) == "linear"
+
+
+def activation_name(layer) -> str:
+    """Name of the elementwise function a layer or operation applies: 'relu', 'silu', ...
+    ('linear' if none)."""
+    name = operation_name(layer)
+    if name is not None:
+        return name if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else "linear"
+    if isinstance(layer, KL.Softmax):
+        return "softmax"
+    if isinstance(layer, KL.ReLU):
+        if layer.negative_slope:
+            return "leaky_relu"
+        if layer.threshold:
+            return "thresholded_relu"
+        if layer.max_value is not None:
+            return "relu6" if float(layer.max_value) == 6.0 else "bounded_relu"
+        return "relu"
+    for cls, name in ((KL.LeakyReLU, "leaky_relu"), (KL.PReLU, "prelu"), (KL.ELU, "elu")):
+        if isinstance(layer, cls):
+            return name
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return "linear"
+    return getattr(activation, "__name__", type(activation).__name__)
+
+
+def keeps_sign(node) -> bool:
+    """Whether a node's outputs are >= 0 whenever its inputs are (before its activation)."""
+    if node.kind in _KEEPS_SIGN:
+        return True  # for a gate: gates are >= 0, the sign is the signal's
+    if node.kind == Kind.ADD:
+        return node.linear_map.fixed_weights
+    if node.kind == Kind.ELEMENTWISE:
+        entry = lookup(node.layer, len(node.inputs))
+        return entry is not None and entry.keeps_sign
+    return False
+
+
+def passes_domain(node) -> bool:
+    """Whether what is known about a model input's entries (support, bounds) carries through
+    this node to the next layer: true for layers that move, pool, sum or monotonically
+    rescale values; false for kernel layers (their outputs are hidden units), gates,
+    embeddings and non-monotone activations."""
+    if node.kind in _PASSES_DOMAIN:
+        return True
+    return node.kind == Kind.ELEMENTWISE and node.activation not in _NON_MONOTONE
+
+
+def keeps_support(node) -> bool:
+    """Whether a node keeps every entry in place, so a real input stays a real input."""
+    return node.kind in _KEEPS_SUPPORT

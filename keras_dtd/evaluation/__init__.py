@@ -1,0 +1,1 @@
+"""Evaluation of relevance maps: the conservation report and faithfulness metrics."""

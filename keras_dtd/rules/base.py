@@ -1,0 +1,65 @@
+"""The rule interface: :class:`Rule` maps a :class:`LayerCall`'s output relevance to its inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import tensorflow as tf
+
+from keras_dtd.rules import modifiers
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCall:
+    """One call of a layer in the forward pass, as a rule sees it.
+
+    ``node``: the traced node (layer, kind, linear map ``node.linear_map``); ``inputs``/``outputs``:
+    its tensors; ``kernel``, ``bias``: the weights W of ``node.linear_map`` in this call (None if
+    fixed) and its bias b (None if none, else broadcastable against the outputs);
+    ``linear``: z_j = Σ_i x_i w_ij as computed in the forward pass (before bias and
+    activation; None for nodes without a linear map);
+    ``domains``: a :class:`Domain` or None per input; ``vjp(cotangents)``: the
+    vector–Jacobian product of the recorded forward call, one result per input.
+    """
+
+    node: Any
+    inputs: list
+    outputs: list
+    kernel: Any
+    bias: Any
+    linear: Any
+    domains: list
+    vjp: Callable
+
+    @functools.cached_property
+    def signed_inputs(self):
+        """(x⁺ per input, x⁻ per input), computed once per call."""
+        return [tf.nn.relu(x) for x in self.inputs], [modifiers.negative(x) for x in self.inputs]
+
+
+class Rule:
+    """Base class: ``relevance(call, relevance)`` maps the relevance of each output of a
+    :class:`LayerCall` to one relevance tensor (or None) per input. ``uses_vjp``: whether
+    it calls ``call.vjp`` (the forward call is then recorded on a tape); ``needs_vjp(node)``
+    may say so per node."""
+
+    uses_vjp = True
+
+    def needs_vjp(self, node):
+        """Whether ``relevance`` calls ``call.vjp`` on this node (default: ``uses_vjp``)."""
+        return self.uses_vjp
+
+    def relevance(self, call, relevance):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def keeps_rectified(self, node):
+        """Given that relevance reaches only outputs ≥ 0 of ``node``: "yes" if this rule
+        then passes it to inputs > 0 alone (the layer before may then skip work for its
+        negative outputs), "maybe" if the weights decide at run time, "no" (the default)."""
+        return "no"
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"

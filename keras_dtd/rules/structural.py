@@ -1,0 +1,92 @@
+"""Rules for layers without learned weights: pass-through, routing, winner-take-all, gates
+and embeddings."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_dtd.rules.base import Rule
+
+
+class PassThrough(Rule):
+    """R_in = R_out, for elementwise layers (ReLU, Dropout, Rescaling, a stripped softmax)."""
+
+    uses_vjp = False
+
+    def relevance(self, call, relevance):
+        (x,) = call.inputs
+        (r,) = relevance
+        if x.shape.rank is not None and r.shape.rank is not None and x.shape[1:] != r.shape[1:]:
+            raise ValueError(
+                f"PassThrough needs equal input and output shapes; layer '{call.node.path}' maps "
+                f"{x.shape} to {r.shape}. Use keras_dtd.rules.Route for layers that move values."
+            )
+        return [r]
+
+
+class Route(Rule):
+    """R_in = Jᵀ R_out with J the layer's 0/1 Jacobian: each input receives the relevance
+    of the outputs it is copied to (Flatten, Reshape, Permute, padding, cropping), and a
+    Concatenate splits relevance back onto its inputs. On any other layer: the gradient
+    (iNNvestigate's treatment of Add, which copies R to each summand)."""
+
+    def needs_vjp(self, node):
+        return self.uses_vjp and _concatenated_sizes(node) is None
+
+    def keeps_rectified(self, node):
+        return "yes"  # values move: an output ≥ 0 is an input ≥ 0
+
+    def relevance(self, call, relevance):
+        sizes = _concatenated_sizes(call.node)
+        if sizes is not None:  # a Concatenate: split, no VJP
+            return tf.split(relevance[0], sizes, axis=call.node.layer.axis)
+        grads = call.vjp(list(relevance))
+        return [tf.zeros_like(x) if g is None else g for x, g in zip(call.inputs, grads)]
+
+
+def _concatenated_sizes(node):
+    """The sizes of a Concatenate layer's inputs along its axis, when all are known; else None."""
+    if not isinstance(node.layer, keras.layers.Concatenate) or not node.input_shapes:
+        return None
+    sizes = [shape[node.layer.axis] for shape in node.input_shapes]
+    return None if any(size is None for size in sizes) else sizes
+
+
+class WinnerTakeAll(Route):
+    """Max pooling, Maximum, Minimum: the whole relevance R_j of a window goes to its
+    winning input (R_i = Σ_j [i = argmax_window(j)] R_j)."""
+
+
+class Gate(Rule):
+    """A multiplicative gate y = x ⊙ g (squeeze-excitation, gated units; Arras et al. 2017):
+    the signal x keeps all relevance, R_x = R_y (summed over axes x was broadcast along),
+    and the gates g get none."""
+
+    uses_vjp = False
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        k = call.node.signal
+        if k is None:
+            raise ValueError(
+                f"Layer '{call.node.path}' has no known signal input; name its gate with gates=...."
+            )
+        x = call.inputs[k]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            spread = tf.broadcast_to(x, tf.shape(r))
+        out = [None] * len(call.inputs)
+        out[k] = tape.gradient(spread, x, output_gradients=r)
+        return out
+
+
+class EmbeddingSum(Rule):
+    """Embedding: the relevance of a token is that of its vector, R_t = Σ_d R_(t,d);
+    the map has the shape of the integer input."""
+
+    uses_vjp = False
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        return [tf.reduce_sum(r, axis=-1)]

@@ -1,0 +1,72 @@
+"""The package's layers: each imports only those below it, and no module reaches into an
+analyzer's private members (they use the documented interface)."""
+
+import ast
+import pathlib
+
+import keras_dtd
+
+PACKAGE = pathlib.Path(keras_dtd.__file__).parent
+LAYERS = ["core", "rules", "analyzers", "evaluation", "integrations"]
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).parts
+        if len(parts) > 1:
+            yield parts[0], path
+
+
+def _module_level_imports(tree):
+    """keras_dtd modules imported at module level (function-level imports are lazy)."""
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("keras_dtd"):
+            yield node.module, [alias.name for alias in node.names]
+        elif isinstance(node, ast.Import):
+            yield from ((alias.name, []) for alias in node.names if alias.name.startswith("keras_dtd"))
+
+
+def _layer_of(module, names):
+    parts = module.split(".")
+    if len(parts) > 1:
+        return parts[1]
+    return names[0] if len(names) == 1 and names[0] in LAYERS else "keras_dtd"  # from keras_dtd import rules
+
+
+def test_each_layer_imports_only_layers_below_it():
+    wrong = []
+    for layer, path in _modules():
+        for module, names in _module_level_imports(ast.parse(path.read_text())):
+            target = _layer_of(module, names)
+            if target == "keras_dtd" or LAYERS.index(target) > LAYERS.index(layer):
+                wrong.append(f"{path.relative_to(PACKAGE)} imports {module} {names}")
+    assert not wrong, wrong
+    assert len(list(_modules())) > 30
+
+
+def _private_members_of_analyzer():
+    source = (PACKAGE / "analyzers" / "analyzer.py").read_text()
+    (cls,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "Analyzer"]
+    members = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+    members |= {
+        t.attr
+        for n in ast.walk(cls)
+        if isinstance(n, ast.Assign)
+        for target in n.targets
+        for t in (target.elts if isinstance(target, ast.Tuple) else [target])
+        if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+    }
+    return {m for m in members if m.startswith("_") and not m.startswith("__")}
+
+
+def test_no_module_touches_an_analyzers_private_members():
+    private = _private_members_of_analyzer()
+    assert {"_graph", "_forward", "_output_id"} <= private
+    touched = []
+    for _, path in _modules():
+        if path.name == "analyzer.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                touched.append(f"{path.relative_to(PACKAGE)}:{node.lineno} .{node.attr}")
+    assert not touched, touched
