@@ -2,9 +2,14 @@
 analyzer's private members (they use the documented interface)."""
 
 import ast
+import importlib
 import pathlib
 
+import keras
+import pytest
+
 import keras_dtd
+from keras_dtd import baselines, composites, rules
 
 PACKAGE = pathlib.Path(keras_dtd.__file__).parent
 LAYERS = ["core", "rules", "analyzers", "evaluation", "integrations"]
@@ -70,3 +75,45 @@ def test_no_module_touches_an_analyzers_private_members():
             if isinstance(node, ast.Attribute) and node.attr in private:
                 touched.append(f"{path.relative_to(PACKAGE)}:{node.lineno} .{node.attr}")
     assert not touched, touched
+
+
+def test_public_import_paths_are_the_modules_of_the_layers():
+    paths = {
+        "composites": "analyzers.composites",
+        "baselines": "analyzers.baselines",
+        "taylor": "analyzers.taylor",
+        "relevance_models": "analyzers.relevance_models",
+        "compat": "analyzers.innvestigate",
+        "metrics": "evaluation.metrics",
+        "beam": "integrations.beam",
+        "callbacks": "integrations.callbacks",
+        "plot": "integrations.plot",
+        "datasets": "integrations.datasets",
+        "demo": "integrations.demo",
+        "cli": "integrations.cli",
+    }
+    for public, home in paths.items():
+        module = importlib.import_module(f"keras_dtd.{public}")
+        assert module is importlib.import_module(f"keras_dtd.{home}"), public
+        assert getattr(keras_dtd, public) is module, public
+    from keras_dtd.callbacks import RelevanceMonitor
+    from keras_dtd.taylor import Taylor
+
+    assert RelevanceMonitor.__module__ == "keras_dtd.integrations.callbacks" and Taylor is keras_dtd.Taylor
+    assert callable(keras_dtd.export)  # the function; its module is keras_dtd.integrations.export
+
+
+def test_renamed_public_names_keep_deprecated_aliases(tmp_path):
+    def same(a, b):
+        return (a.name, repr(a.rules), repr(a.first)) == (b.name, repr(b.rules), repr(b.first))
+
+    with pytest.warns(DeprecationWarning, match="DeepTaylor"):
+        assert same(composites.dtd((0, 1)), composites.DeepTaylor((0, 1)))
+    with pytest.warns(DeprecationWarning, match="Uniform"):
+        assert same(composites.lrp(rules.Z()), composites.Uniform(rules.Z()))
+    with pytest.warns(DeprecationWarning, match="InputValues"):
+        assert baselines.Input is baselines.InputValues
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.warns(DeprecationWarning, match=r"keras_dtd\.export"):
+        path = keras_dtd.DTD(model).export(tmp_path / "serving")
+    assert (pathlib.Path(path) / "saved_model.pb").is_file()

@@ -139,12 +139,3 @@ def test_composite_groups_come_from_the_registry():
         L.DepthwiseConv1D, L.DepthwiseConv2D, L.SeparableConv1D, L.SeparableConv2D,
     }  # fmt: skip
     assert set(composites.CONVOLUTIONS) == expected
-
-
-def test_renamed_composites_keep_deprecated_aliases():
-    with pytest.warns(DeprecationWarning, match="DeepTaylor"):
-        old, new = composites.dtd((0, 1)), composites.DeepTaylor((0, 1))
-    assert (old.name, repr(old.rules), repr(old.first)) == (new.name, repr(new.rules), repr(new.first))
-    with pytest.warns(DeprecationWarning, match="Uniform"):
-        old, new = composites.lrp(rules.Z()), composites.Uniform(rules.Z())
-    assert (old.name, repr(old.rules), repr(old.first)) == (new.name, repr(new.rules), repr(new.first))

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from keras_dtd import rules as R
+from keras_dtd import rules
 from keras_dtd.analyzers import assignment, checks
 from keras_dtd.analyzers import composites as C
 from keras_dtd.analyzers.streaming import analyze_stream, is_stream
@@ -314,7 +314,7 @@ class Analyzer:
             r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
             outputs = [values[o] for o in node.outputs]
             copies, (kernel, bias), linear, tape = calls[k]
-            call = R.LayerCall(
+            call = rules.LayerCall(
                 node=node,
                 inputs=copies,
                 outputs=outputs,
@@ -431,6 +431,13 @@ class DTD(Analyzer):
     ``DTD(model, input_range=(0, 1))``: bounded inputs, z^B at the first layer.
     Maps are conservative (they sum to max(f, 0)) and positive. Relevance passes through
     activations other than ReLU with a :class:`NonReLUWarning`; ``strict=True`` refuses them.
+
+    Args:
+      model: a functional or Sequential Keras 3 model.
+      input_range: None, or the ``(low, high)`` bounds of the input (see :class:`Analyzer`).
+      strict: refuse hidden activations other than ReLU.
+      **kwargs: the other arguments of :class:`Analyzer` (``output``, ``layer_rules``,
+        ``gates``, ``batch_size``, ``jit_compile``).
     """
 
     def __init__(self, model, input_range=None, strict=False, **kwargs):
@@ -440,14 +447,25 @@ class DTD(Analyzer):
 class LRP(Analyzer):
     """Layer-wise Relevance Propagation: one ``rule`` on every linear layer (``first_rule``
     on the first kernel layers), e.g. ``LRP(model, rules.Epsilon(0.01))``, or a composite,
-    e.g. ``LRP(model, composites.EpsilonGammaBox(low=0.0, high=1.0))``. Explains the signed
-    selected output f; ``positive_output=True`` explains max(f, 0) as DTD does."""
+    e.g. ``LRP(model, composites.EpsilonGammaBox(low=0.0, high=1.0))``.
+
+    Args:
+      model: a functional or Sequential Keras 3 model.
+      rule: a :class:`keras_dtd.rules.Rule` or a :class:`keras_dtd.composites.Composite`.
+      first_rule: with a rule: the rule of the first kernel layers, or None.
+      positive_output: explain max(f, 0) as DTD does instead of the signed selected f.
+      **kwargs: the other arguments of :class:`Analyzer`.
+
+    Raises:
+      TypeError: ``rule`` is neither a Rule nor a Composite.
+      ValueError: a composite and ``first_rule`` together.
+    """
 
     def __init__(
         self,
         model,
-        rule: R.Rule | C.Composite = R.Epsilon(),
-        first_rule: R.Rule | None = None,
+        rule: rules.Rule | C.Composite = rules.Epsilon(),
+        first_rule: rules.Rule | None = None,
         positive_output: bool = False,
         **kwargs,
     ):
@@ -455,7 +473,7 @@ class LRP(Analyzer):
             if first_rule is not None:
                 raise ValueError("LRP: give either a composite or rule/first_rule, not both.")
             composite = rule
-        elif isinstance(rule, R.Rule):
+        elif isinstance(rule, rules.Rule):
             composite = C.Uniform(rule, first_rule)
         else:
             raise TypeError(f"LRP needs a keras_dtd.rules.Rule or a composites.Composite, got {rule!r}.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from keras_dtd import rules as R
+from keras_dtd import rules
 from keras_dtd.analyzers.composites import Composite
 from keras_dtd.core import registry
 from keras_dtd.core.kinds import Kind
@@ -28,18 +28,27 @@ class NonReLUWarning(UserWarning):
     and positive, but the paper's root-point derivation assumes ReLU."""
 
 
-_REGISTRY: list[tuple[type, R.Rule]] = []
+_REGISTRY: list[tuple[type, rules.Rule]] = []
 
 
-def register_rule(layer_class: type, rule: R.Rule) -> None:
-    """Use ``rule`` for every layer of type ``layer_class`` (and its subclasses).
+def register_rule(layer_class: type, rule: rules.Rule) -> None:
+    """Use ``rule`` for every layer of type ``layer_class`` (and its subclasses), ahead of
+    any composite; the latest registration wins.
 
-    Example: ``keras_dtd.register_rule(MyScaling, keras_dtd.rules.PassThrough())``.
-    A later registration for the same class replaces the earlier one.
+    Example: ``keras_dtd.register_rule(MyScaling, keras_dtd.rules.PassThrough())``. To give a
+    linear layer every rule at once, register the layer instead
+    (:func:`keras_dtd.register_layer`).
+
+    Args:
+      layer_class: a layer class.
+      rule: a :class:`keras_dtd.rules.Rule` instance.
+
+    Raises:
+      TypeError: ``layer_class`` is not a class or ``rule`` not a Rule.
     """
     if not isinstance(layer_class, type):
         raise TypeError(f"register_rule needs a layer class, got {layer_class!r}.")
-    if not isinstance(rule, R.Rule):
+    if not isinstance(rule, rules.Rule):
         raise TypeError(f"register_rule needs a keras_dtd.rules.Rule instance, got {rule!r}.")
     _REGISTRY[:] = [(c, r) for c, r in _REGISTRY if c is not layer_class]
     _REGISTRY.insert(0, (layer_class, rule))
@@ -50,7 +59,7 @@ def unregister_rule(layer_class: type) -> None:
     _REGISTRY[:] = [(c, r) for c, r in _REGISTRY if c is not layer_class]
 
 
-def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[R.Rule, ...], tuple[str, ...]]:
+def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[rules.Rule, ...], tuple[str, ...]]:
     """(One rule per node of the canonized ``graph``, the hidden non-ReLU activations);
     refuses those if the composite says so (see :func:`non_relu_warning` for "warn")."""
     layer_rules = layer_rules or {}
@@ -83,7 +92,7 @@ def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[R.Rule,
     return tuple(chosen), tuple(non_relu)
 
 
-def mark_rectified(graph, rules):
+def mark_rectified(graph, node_rules):
     """The graph with ``rectified`` also set on nodes whose outputs feed only layers that,
     under their rules, pass relevance to positive inputs alone: sums and average pooling
     under z⁺ (fixed non-negative weights: only x⁺ contributes) and moves (Route), whose own
@@ -102,7 +111,7 @@ def mark_rectified(graph, rules):
         node = nodes[k]
         if not (node.rectified or node.maybe_rectified):
             return "no"
-        answer = rules[k].keeps_rectified(node)
+        answer = node_rules[k].keeps_rectified(node)
         return "maybe" if answer == "yes" and not node.rectified else answer
 
     for k in reversed(range(len(nodes))):
@@ -128,7 +137,7 @@ def non_relu_warning(non_relu) -> str:
     )
 
 
-def _composite_rule(node, composite: Composite, is_first: bool) -> R.Rule:
+def _composite_rule(node, composite: Composite, is_first: bool) -> rules.Rule:
     kind = node.kind
     if kind is None:
         cls = type(node.layer).__name__

@@ -30,18 +30,18 @@ import dataclasses
 import warnings
 from typing import Any
 
-from keras_dtd import rules as R
+from keras_dtd import rules
 from keras_dtd.core import registry
 from keras_dtd.core.kinds import Kind
 
 KINDS = Kind.ALL
 _DEFAULTS = {
-    Kind.MAX_POOL: R.WinnerTakeAll(),
-    Kind.GATE: R.Gate(),
-    Kind.EMBEDDING: R.EmbeddingSum(),
-    Kind.STRUCTURAL: R.Route(),
-    Kind.ELEMENTWISE: R.PassThrough(),
-    Kind.STRIPPED: R.PassThrough(),
+    Kind.MAX_POOL: rules.WinnerTakeAll(),
+    Kind.GATE: rules.Gate(),
+    Kind.EMBEDDING: rules.EmbeddingSum(),
+    Kind.STRUCTURAL: rules.Route(),
+    Kind.ELEMENTWISE: rules.PassThrough(),
+    Kind.STRIPPED: rules.PassThrough(),
 }
 DENSE = registry.layer_classes("dense")
 CONVOLUTIONS = registry.layer_classes("convolution")
@@ -60,7 +60,7 @@ def _check_map(name, mapping):
                 f"Composite {name}: a selector is a layer class, a tuple of classes or a kind; "
                 f"got {selector!r}."
             )
-        if not isinstance(rule, R.Rule):
+        if not isinstance(rule, rules.Rule):
             raise TypeError(f"Composite {name}: {selector!r} maps to {rule!r}, not a keras_dtd.rules.Rule.")
 
 
@@ -87,7 +87,7 @@ class Composite:
         _check_map(self.name, self.rules)
         _check_map(self.name, self.first)
         for layer_name, rule in self.names.items():
-            if not isinstance(layer_name, str) or not isinstance(rule, R.Rule):
+            if not isinstance(layer_name, str) or not isinstance(rule, rules.Rule):
                 raise TypeError(
                     f"Composite {self.name}: names maps layer names to rules; got {layer_name!r}: {rule!r}."
                 )
@@ -132,14 +132,14 @@ def DeepTaylor(input_range=None, strict=False) -> Composite:
     """
     bounded = input_range is not None
     return Composite(
-        rules={kind: R.ZPlus() for kind in Kind.LINEAR},
-        first={Kind.KERNEL: R.ZBox() if bounded else R.WSquare()},
+        rules={kind: rules.ZPlus() for kind in Kind.LINEAR},
+        first={Kind.KERNEL: rules.ZBox() if bounded else rules.WSquare()},
         non_relu="refuse" if strict else "warn",
         name="deep_taylor.bounded" if bounded else "deep_taylor",
     )
 
 
-def Uniform(rule: R.Rule, first_rule: R.Rule | None = None, name: str = "lrp") -> Composite:
+def Uniform(rule: rules.Rule, first_rule: rules.Rule | None = None, name: str = "lrp") -> Composite:
     """One rule on every linear map (what ``LRP(model, rule)`` uses).
 
     Args:
@@ -165,7 +165,7 @@ def dtd(input_range=None, strict=False) -> Composite:
     return DeepTaylor(input_range, strict)
 
 
-def lrp(rule: R.Rule, first_rule: R.Rule | None = None, name: str = "lrp") -> Composite:
+def lrp(rule: rules.Rule, first_rule: rules.Rule | None = None, name: str = "lrp") -> Composite:
     """Deprecated alias of :func:`Uniform`."""
     warnings.warn("composites.lrp is deprecated; use composites.Uniform.", DeprecationWarning, stacklevel=2)
     return Uniform(rule, first_rule, name)
@@ -180,53 +180,55 @@ _ZENNIT_EPSILON = 1e-6
 
 
 def _zennit(name, dense, convolution, first=None):
-    norm = R.Z(stabilizer=_ZENNIT_EPSILON)
-    rules = {
+    norm = rules.Z(stabilizer=_ZENNIT_EPSILON)
+    by_selector = {
         DENSE: dense,
         CONVOLUTIONS: convolution,
         Kind.POOL: norm,
         Kind.ADD: norm,
-        Kind.BATCH_NORM: R.PassThrough(),
+        Kind.BATCH_NORM: rules.PassThrough(),
     }
-    return Composite(rules=rules, first=first or {}, first_layer="one", name=name)
+    return Composite(rules=by_selector, first=first or {}, first_layer="one", name=name)
 
 
 def _zennit_plus():
-    return R.AlphaBeta(1.0, 0.0, bias="include", stabilizer=_ZENNIT_EPSILON)  # zennit's ZPlus
+    return rules.AlphaBeta(1.0, 0.0, bias="include", stabilizer=_ZENNIT_EPSILON)  # zennit's ZPlus
 
 
 def _zennit_alpha2beta1():
-    return R.AlphaBeta(2.0, 1.0, bias="include", stabilizer=_ZENNIT_EPSILON)
+    return rules.AlphaBeta(2.0, 1.0, bias="include", stabilizer=_ZENNIT_EPSILON)
 
 
 def _zennit_flat_first():
-    return {Kind.KERNEL: R.Flat(stabilizer=_ZENNIT_EPSILON)}
+    return {Kind.KERNEL: rules.Flat(stabilizer=_ZENNIT_EPSILON)}
 
 
 def EpsilonPlus(epsilon=1e-6) -> Composite:
     """zennit's EpsilonPlus: ε on Dense, z⁺ (bias b⁺ in the denominator) on convolutions."""
-    return _zennit("EpsilonPlus", R.Epsilon(epsilon), _zennit_plus())
+    return _zennit("EpsilonPlus", rules.Epsilon(epsilon), _zennit_plus())
 
 
 def EpsilonPlusFlat(epsilon=1e-6) -> Composite:
     """zennit's EpsilonPlusFlat: as EpsilonPlus, and flat on the first Dense or convolution."""
-    return _zennit("EpsilonPlusFlat", R.Epsilon(epsilon), _zennit_plus(), _zennit_flat_first())
+    return _zennit("EpsilonPlusFlat", rules.Epsilon(epsilon), _zennit_plus(), _zennit_flat_first())
 
 
 def EpsilonGammaBox(low, high, epsilon=1e-6, gamma=0.25) -> Composite:
     """zennit's EpsilonGammaBox: ε on Dense, sign-aware γ (bias in the denominators) on
     convolutions, z^B with bounds (low, high) on the first convolution (a first Dense
     layer keeps ε, as in zennit)."""
-    gamma_rule = R.Gamma(gamma, bias="include", stabilizer=_ZENNIT_EPSILON, sign_aware=True)
-    first = {CONVOLUTIONS: R.ZBox(low, high, stabilizer=_ZENNIT_EPSILON)}
-    return _zennit("EpsilonGammaBox", R.Epsilon(epsilon), gamma_rule, first)
+    gamma_rule = rules.Gamma(gamma, bias="include", stabilizer=_ZENNIT_EPSILON, sign_aware=True)
+    first = {CONVOLUTIONS: rules.ZBox(low, high, stabilizer=_ZENNIT_EPSILON)}
+    return _zennit("EpsilonGammaBox", rules.Epsilon(epsilon), gamma_rule, first)
 
 
 def EpsilonAlpha2Beta1(epsilon=1e-6) -> Composite:
     """zennit's EpsilonAlpha2Beta1: ε on Dense, α2β1 (b⁺, b⁻ in the denominators) on convolutions."""
-    return _zennit("EpsilonAlpha2Beta1", R.Epsilon(epsilon), _zennit_alpha2beta1())
+    return _zennit("EpsilonAlpha2Beta1", rules.Epsilon(epsilon), _zennit_alpha2beta1())
 
 
 def EpsilonAlpha2Beta1Flat(epsilon=1e-6) -> Composite:
     """zennit's EpsilonAlpha2Beta1Flat: as EpsilonAlpha2Beta1, and flat on the first layer."""
-    return _zennit("EpsilonAlpha2Beta1Flat", R.Epsilon(epsilon), _zennit_alpha2beta1(), _zennit_flat_first())
+    return _zennit(
+        "EpsilonAlpha2Beta1Flat", rules.Epsilon(epsilon), _zennit_alpha2beta1(), _zennit_flat_first()
+    )

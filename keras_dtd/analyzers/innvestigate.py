@@ -18,7 +18,7 @@ import inspect
 
 import keras
 
-from keras_dtd import rules as R
+from keras_dtd import rules
 from keras_dtd.analyzers import composites as C
 from keras_dtd.analyzers.analyzer import LRP, Analyzer
 from keras_dtd.analyzers.baselines import (
@@ -39,10 +39,10 @@ _EPSILON = 1e-7  # iNNvestigate's default ε (K.epsilon())
 def _base(route_pooling=False):
     """iNNvestigate's treatment of the layers without a kernel."""
     return {
-        keras.layers.ReLU: R.Route(),
-        Kind.POOL: R.Route() if route_pooling else R.Z(),
-        Kind.ADD: R.Route(),
-        Kind.BATCH_NORM: R.Route(),
+        keras.layers.ReLU: rules.Route(),
+        Kind.POOL: rules.Route() if route_pooling else rules.Z(),
+        Kind.ADD: rules.Route(),
+        Kind.BATCH_NORM: rules.Route(),
     }
 
 
@@ -61,23 +61,23 @@ def _one_rule(rule_factory, name):
 
 
 RULE_NAMES = {  # iNNvestigate's rule names (for the "lrp" analyzer's rule=...)
-    "Z": lambda: R.Z(bias="include"),
-    "ZIgnoreBias": lambda: R.Z(),
-    "Epsilon": lambda: R.Epsilon(_EPSILON),
-    "EpsilonIgnoreBias": lambda: R.Epsilon(_EPSILON, bias="ignore"),
-    "WSquare": lambda: R.WSquare(),
-    "Flat": lambda: R.Flat(),
-    "Alpha2Beta1": lambda: R.AlphaBeta(2.0, 1.0, bias="both"),
-    "Alpha2Beta1IgnoreBias": lambda: R.AlphaBeta(2.0, 1.0),
-    "Alpha1Beta0": lambda: R.AlphaBeta(1.0, 0.0, bias="both"),
-    "Alpha1Beta0IgnoreBias": lambda: R.AlphaBeta(1.0, 0.0),
-    "ZPlus": lambda: R.AlphaBeta(1.0, 0.0),
-    "ZPlusFast": lambda: R.ZPlusFast(),
+    "Z": lambda: rules.Z(bias="include"),
+    "ZIgnoreBias": lambda: rules.Z(),
+    "Epsilon": lambda: rules.Epsilon(_EPSILON),
+    "EpsilonIgnoreBias": lambda: rules.Epsilon(_EPSILON, bias="ignore"),
+    "WSquare": lambda: rules.WSquare(),
+    "Flat": lambda: rules.Flat(),
+    "Alpha2Beta1": lambda: rules.AlphaBeta(2.0, 1.0, bias="both"),
+    "Alpha2Beta1IgnoreBias": lambda: rules.AlphaBeta(2.0, 1.0),
+    "Alpha1Beta0": lambda: rules.AlphaBeta(1.0, 0.0, bias="both"),
+    "Alpha1Beta0IgnoreBias": lambda: rules.AlphaBeta(1.0, 0.0),
+    "ZPlus": lambda: rules.AlphaBeta(1.0, 0.0),
+    "ZPlusFast": lambda: rules.ZPlusFast(),
 }
 
 
 def _rule(rule):
-    if isinstance(rule, R.Rule):
+    if isinstance(rule, rules.Rule):
         return rule
     if rule in RULE_NAMES:
         return RULE_NAMES[rule]()
@@ -106,7 +106,7 @@ def lrp(model, rule=None, input_layer_rule=None, **kw):
     if len(rule) != len(kernels):
         raise ValueError(f"lrp: rule lists {len(rule)} rules for {len(kernels)} kernel layers.")
     names = {layer.name: _rule(r) for (_, layer), r in zip(kernels, reversed(list(rule)))}
-    return _lrp(model, {Kind.KERNEL: R.Z(bias="include")}, first, names, **kw)
+    return _lrp(model, {Kind.KERNEL: rules.Z(bias="include")}, first, names, **kw)
 
 
 def lrp_alpha_beta(model, alpha=None, beta=None, bias=True, **kw):
@@ -115,13 +115,13 @@ def lrp_alpha_beta(model, alpha=None, beta=None, bias=True, **kw):
         raise ValueError("lrp.alpha_beta needs alpha or beta (alpha - beta = 1).")
     alpha = beta + 1.0 if alpha is None else alpha
     beta = alpha - 1.0 if beta is None else beta
-    return _one_rule(lambda: R.AlphaBeta(alpha, beta, bias="both" if bias else "ignore"), "lrp.alpha_beta")(
-        model, **kw
-    )
+    return _one_rule(
+        lambda: rules.AlphaBeta(alpha, beta, bias="both" if bias else "ignore"), "lrp.alpha_beta"
+    )(model, **kw)
 
 
 def lrp_epsilon(model, epsilon=_EPSILON, bias=True, **kw):
-    return _one_rule(lambda: R.Epsilon(epsilon, bias="include" if bias else "ignore"), "lrp.epsilon")(
+    return _one_rule(lambda: rules.Epsilon(epsilon, bias="include" if bias else "ignore"), "lrp.epsilon")(
         model, **kw
     )
 
@@ -129,16 +129,19 @@ def lrp_epsilon(model, epsilon=_EPSILON, bias=True, **kw):
 def _sequential_rules(alpha, beta, epsilon):
     """iNNvestigate's sequential presets: ε (with bias) on Dense, αβ (bias in both) on convolutions."""
     return {
-        C.DENSE: R.Epsilon(epsilon),
-        C.CONVOLUTIONS: R.AlphaBeta(alpha, beta, bias="both"),
-        Kind.KERNEL: R.Epsilon(epsilon),
+        C.DENSE: rules.Epsilon(epsilon),
+        C.CONVOLUTIONS: rules.AlphaBeta(alpha, beta, bias="both"),
+        Kind.KERNEL: rules.Epsilon(epsilon),
     }
 
 
 def _sequential_preset(alpha, beta, flat):
     def make(model, epsilon=0.1, **kw):
         return _lrp(
-            model, _sequential_rules(alpha, beta, epsilon), {Kind.KERNEL: R.Flat()} if flat else None, **kw
+            model,
+            _sequential_rules(alpha, beta, epsilon),
+            {Kind.KERNEL: rules.Flat()} if flat else None,
+            **kw,
         )
 
     return make
@@ -149,7 +152,7 @@ def sequential_preset_b_flat_until_idx(model, until_layer_idx=None, epsilon=0.1,
     (inclusive; the InputLayer of a functional model counts as index 0, as in iNNvestigate)."""
     if until_layer_idx is None:
         return _sequential_preset(2.0, 1.0, True)(model, epsilon=epsilon, **kw)
-    flat = {layer.name: R.Flat() for k, layer in _kernel_layers(model) if k <= until_layer_idx}
+    flat = {layer.name: rules.Flat() for k, layer in _kernel_layers(model) if k <= until_layer_idx}
     return _lrp(model, _sequential_rules(2.0, 1.0, epsilon), None, flat, **kw)
 
 
@@ -157,7 +160,7 @@ def deep_taylor(model, **kw):
     """iNNvestigate's deep_taylor: z⁺ (α1β0 without bias) on every kernel layer, the gradient
     through pooling, starting from max(f, 0)."""
     composite = C.Composite(
-        rules={Kind.KERNEL: R.AlphaBeta(1.0, 0.0), **_base(route_pooling=True)}, name="deep_taylor"
+        rules={Kind.KERNEL: rules.AlphaBeta(1.0, 0.0), **_base(route_pooling=True)}, name="deep_taylor"
     )
     return Analyzer(model, composite, **kw)
 
@@ -167,8 +170,8 @@ def deep_taylor_bounded(model, low=None, high=None, **kw):
     if low is None or high is None:
         raise ValueError("deep_taylor.bounded needs low and high (the input bounds).")
     composite = C.Composite(
-        rules={Kind.KERNEL: R.AlphaBeta(1.0, 0.0), **_base(route_pooling=True)},
-        first={Kind.KERNEL: R.ZBox(low, high)},
+        rules={Kind.KERNEL: rules.AlphaBeta(1.0, 0.0), **_base(route_pooling=True)},
+        first={Kind.KERNEL: rules.ZBox(low, high)},
         name="deep_taylor.bounded",
     )
     return Analyzer(model, composite, **kw)
@@ -180,9 +183,9 @@ def _backprop(rule, name):
             rules={
                 Kind.KERNEL: rule,
                 Kind.ELEMENTWISE: rule,
-                Kind.POOL: R.Route(),
-                Kind.ADD: R.Route(),
-                Kind.BATCH_NORM: R.Route(),
+                Kind.POOL: rules.Route(),
+                Kind.ADD: rules.Route(),
+                Kind.BATCH_NORM: rules.Route(),
             },
             name=name,
         )
@@ -197,8 +200,8 @@ ANALYZERS = {
     "gradient": Gradient,
     "gradient.baseline": Gradient,
     "input_t_gradient": InputTimesGradient,
-    "deconvnet": _backprop(R.Deconvnet(), "deconvnet"),
-    "guided_backprop": _backprop(R.GuidedBackprop(), "guided_backprop"),
+    "deconvnet": _backprop(rules.Deconvnet(), "deconvnet"),
+    "guided_backprop": _backprop(rules.GuidedBackprop(), "guided_backprop"),
     "integrated_gradients": IntegratedGradients,
     "smoothgrad": SmoothGrad,
     "deep_taylor": deep_taylor,
@@ -251,8 +254,21 @@ class CompatAnalyzer:
 
 
 def create_analyzer(name: str, model, neuron_selection_mode: str = "max_activation", **kwargs):
-    """Build the analyzer iNNvestigate calls ``name`` (see ``ANALYZERS``) for ``model``, with
-    iNNvestigate's keyword arguments; an unknown name or keyword raises ValueError naming it."""
+    """The analyzer iNNvestigate calls ``name``, with iNNvestigate's keyword arguments.
+
+    Args:
+      name: an iNNvestigate analyzer name (``ANALYZERS``), e.g. "lrp.epsilon", "deep_taylor".
+      model: the Keras model.
+      neuron_selection_mode: "max_activation", "index" (``analyze(x, neuron_selection=k)``)
+        or "all".
+      **kwargs: that analyzer's iNNvestigate keyword arguments (e.g. ``epsilon``).
+
+    Returns:
+      An object whose ``analyze(X, neuron_selection=None)`` behaves as iNNvestigate's.
+
+    Raises:
+      ValueError: an unknown name, mode or keyword, named with what is accepted.
+    """
     if name not in ANALYZERS:
         raise ValueError(f"Unknown analyzer '{name}'. Available: {', '.join(sorted(ANALYZERS))}.")
     if neuron_selection_mode not in _MODES:

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_dtd import rules as R
+from keras_dtd import rules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +49,13 @@ class ConservationReport:
 
 def _cause(rule) -> str:
     """Why a rule may not pass on all it receives."""
-    if isinstance(rule, R.Epsilon):
+    if isinstance(rule, rules.Epsilon):
         return "ε absorbs relevance" + (", bias in the denominator" if rule.bias == "include" else "")
     if getattr(rule, "bias", "ignore") == "include":
         return "bias in the denominator"
     if getattr(rule, "stabilizer", None) is not None:
         return "stabilizer"
-    if isinstance(rule, R.AlphaBeta):
+    if isinstance(rule, rules.AlphaBeta):
         return "αβ where an output lacks positive or negative contributions"
     return "a zero denominator (no contributions of the rule's kind) or a path without relevance"
 
@@ -64,7 +64,17 @@ def check(analyzer, x, neuron_selection="max_activation", tolerance=1e-4) -> Con
     """Run ``analyzer`` on ``x`` and report, per sample, Σ R against the explained output,
     the share of negative relevance and, for rule-based analyzers, the first layer (from
     the output) where Σ relevance in and Σ relevance passed on differ by more than
-    ``tolerance`` × |target|, with the likely cause."""
+    ``tolerance`` × |target|, with the likely cause.
+
+    Args:
+      analyzer: any :class:`keras_dtd.Analyzer`.
+      x: the inputs, as for :meth:`~keras_dtd.Analyzer.analyze`.
+      neuron_selection: as for :meth:`~keras_dtd.Analyzer.analyze`.
+      tolerance: the share of |target| a layer may lose before it is reported.
+
+    Returns:
+      A :class:`ConservationReport`.
+    """
     explanation = analyzer.explain(x, neuron_selection, return_layers=bool(analyzer.rules))
     maps = explanation.relevance if isinstance(explanation.relevance, list) else [explanation.relevance]
     n = len(explanation.target)

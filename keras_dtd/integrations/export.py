@@ -22,10 +22,21 @@ import tensorflow as tf
 
 
 def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> str:
-    """Write ``analyzer`` to ``export_dir/<version>`` and return that path.
+    """Write ``analyzer`` as a TensorFlow Serving SavedModel to ``export_dir/<version>``.
 
-    Refuses an existing non-empty version directory unless ``overwrite=True`` (which
-    replaces that version only; other versions are never touched).
+    Args:
+      analyzer: any :class:`keras_dtd.Analyzer` (its public interface is what is exported).
+      export_dir: the model's directory; versions are its numbered subdirectories.
+      version: a non-negative int.
+      overwrite: replace an existing non-empty version directory (that version only;
+        other versions are never touched).
+
+    Returns:
+      The path of the written version.
+
+    Raises:
+      ValueError: ``version`` is not a non-negative int.
+      FileExistsError: the version exists and ``overwrite`` is False.
     """
     if not isinstance(version, int) or isinstance(version, bool) or version < 0:
         raise ValueError(

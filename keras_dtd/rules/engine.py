@@ -177,7 +177,7 @@ def _side_by_side(call, groups):
 
 
 def _redistribute_side_by_side(call, groups, kernels, r, stabilizer):
-    """:func:`_redistribute` for groups q_g = x·W_g: one map of x with the kernels side by
+    """:func:`redistribute` for groups q_g = x·W_g: one map of x with the kernels side by
     side on the output axis gives every z_g, and one transposed map every Σ_g W_gᵀ s_g, so
     the input is read and the result written once."""
     op, (x,) = call.node.linear_map, call.inputs

@@ -59,7 +59,12 @@ class Proportional(Rule):
 
 
 class Z(Proportional):
-    """LRP-0: q_ij = x_i w_ij; with ``bias="include"`` the denominator is z_j + b_j."""
+    """LRP-0: q_ij = x_i w_ij; with ``bias="include"`` the denominator is z_j + b_j.
+
+    Args:
+      bias: "ignore" (denominator z_j) or "include" (z_j + b_j).
+      stabilizer: None (a zero denominator gives zero relevance) or ε > 0: d + ε·sign(d).
+    """
 
     def __init__(self, bias="ignore", stabilizer=None):
         engine.check_convention("Z", bias, stabilizer)
@@ -75,7 +80,12 @@ class Z(Proportional):
 
 class Epsilon(Z):
     """LRP-ε: q_ij = x_i w_ij, denominator d_j + ε·sign(d_j) with d_j = z_j + b_j
-    (``bias="include"``, the default; z_j with "ignore") and sign(0) = +1."""
+    (``bias="include"``, the default; z_j with "ignore") and sign(0) = +1.
+
+    Args:
+      epsilon: the stabilizer ε > 0.
+      bias: "include" (d_j = z_j + b_j) or "ignore" (d_j = z_j).
+    """
 
     def __init__(self, epsilon=1e-7, bias="include"):
         engine.check_convention("Epsilon", bias, epsilon)
@@ -95,7 +105,12 @@ class ZPlus(Proportional):
     contributions that made y_j negative, so the map stays positive and conservative. On
     ReLU networks relevance only reaches y_j > 0, and this is the paper's z⁺. (Where a bias
     gives y_j the sign opposite to Σ_i x_i w_ij, matching contributions below √eps of
-    Σ_i |x_i w_ij| count as none: see :func:`_sign_matched`.)"""
+    Σ_i |x_i w_ij| count as none: see :func:`keras_dtd.rules.signs.sign_matched`.)
+
+    Args:
+      bias: "ignore" or "include" (b_j⁺, and b_j⁻ on the sign-aware part).
+      stabilizer: None (a zero denominator gives zero relevance) or ε > 0: d + ε·sign(d).
+    """
 
     def __init__(self, bias="ignore", stabilizer=None):
         engine.check_convention("ZPlus", bias, stabilizer)
@@ -159,7 +174,12 @@ class WSquare(Proportional):
     """DTD w²: q_ij = w_ij² (first layer, unbounded input in ℝ^d); padding added by a
     layer such as ZeroPadding2D is not an input and gets nothing; hidden units mixed
     into the input (a Concatenate of input and features) get z⁺ terms x⁺w⁺ + x⁻w⁻.
-    ``bias="include"``: b_j² joins the denominator (zennit)."""
+    ``bias="include"``: b_j² joins the denominator (zennit).
+
+    Args:
+      bias: "ignore" or "include" (b_j²).
+      stabilizer: None (a zero denominator gives zero relevance) or ε > 0: d + ε·sign(d).
+    """
 
     def __init__(self, bias="ignore", stabilizer=None):
         engine.check_convention("WSquare", bias, stabilizer)
@@ -175,7 +195,11 @@ class WSquare(Proportional):
 
 class Flat(Proportional):
     """LRP-flat: q_ij = 1 for every connected input i (padding excluded, as for w²;
-    hidden units mixed into the input get z⁺ terms); the bias is ignored."""
+    hidden units mixed into the input get z⁺ terms); the bias is ignored.
+
+    Args:
+      stabilizer: None (a zero denominator gives zero relevance) or ε > 0: d + ε·sign(d).
+    """
 
     def __init__(self, stabilizer=None):
         engine.check_convention("Flat", "ignore", stabilizer)
@@ -190,7 +214,14 @@ class Gamma(Proportional):
     + b_j + γ b_j⁺ with ``bias="include"``. zennit's form (``sign_aware=True``): where the
     output z_j = Σ_i x_i w_ij + b_j > 0, q_ij = x_i⁺ w↑_ij + x_i⁻ w↓_ij (+ b_j + γ b_j⁺);
     where z_j < 0, q_ij = x_i⁺ w↓_ij + x_i⁻ w↑_ij (+ b_j + γ b_j⁻); none where z_j = 0;
-    w↑ = w + γw⁺, w↓ = w + γw⁻: the contributions sharing z_j's sign are boosted."""
+    w↑ = w + γw⁺, w↓ = w + γw⁻: the contributions sharing z_j's sign are boosted.
+
+    Args:
+      gamma: γ ≥ 0, the boost of the contributions sharing the output's sign.
+      bias: "ignore" or "include" (as in the formulas above).
+      stabilizer: None (a zero denominator gives zero relevance) or ε > 0: d + ε·sign(d).
+      sign_aware: zennit's form (True) or the textbook one (False).
+    """
 
     def __init__(self, gamma=0.25, bias="ignore", stabilizer=None, sign_aware=False):
         engine.check_convention("Gamma", bias, stabilizer)
@@ -234,6 +265,10 @@ class ZBox(Proportional):
     input) may be given here; by default they come from the analyzer's ``input_range``.
     Hidden units mixed into the input get (l, h) = (min(x, 0), max(x, 0)), which makes
     q_ij = x_i⁺ w_ij⁺ + x_i⁻ w_ij⁻ there: exactly z⁺.
+
+    Args:
+      low, high: the input bounds, or None for the analyzer's ``input_range``.
+      stabilizer: None (a zero denominator gives zero relevance) or ε > 0: d + ε·sign(d).
     """
 
     def __init__(self, low=None, high=None, stabilizer=None):
@@ -283,7 +318,13 @@ class AlphaBeta(Rule):
     """LRP-αβ: R_i = Σ_j (α q⁺_ij / Σ_i' q⁺_i'j − β q⁻_ij / Σ_i' q⁻_i'j) R_j with
     q⁺ = x⁺w⁺ + x⁻w⁻ and q⁻ = x⁺w⁻ + x⁻w⁺ (α − β = 1 keeps it conservative).
     ``bias``: "ignore"; "include": b_j⁺ joins the positive, b_j⁻ the negative denominator
-    (zennit); "both": the whole b_j joins both (iNNvestigate 2.1.2)."""
+    (zennit); "both": the whole b_j joins both (iNNvestigate 2.1.2).
+
+    Args:
+      alpha, beta: the shares α, β with α − β = 1.
+      bias: "ignore", "include" or "both" (above).
+      stabilizer: None (a zero denominator gives zero relevance) or ε > 0: d + ε·sign(d).
+    """
 
     uses_vjp = False
 

@@ -17,7 +17,7 @@ def negative_side_when_reached(call, r, rule):
     s⁻ = R/z⁻ where y < 0 (bias terms b⁺, b⁻ with ``bias="include"``). Only the transposed
     map with W⁻ sits under ``tf.cond``: it runs when relevance reaches an output below 0.
     Where a bias gave y_j < 0 against z_j > 0, matching
-    contributions below √eps of Σ_i x_i |w_ij| count as none, as in :func:`_sign_matched`."""
+    contributions below √eps of Σ_i x_i |w_ij| count as none, as in :func:`sign_matched`."""
     op, kernel, (x,) = call.node.linear_map, call.kernel, call.inputs
     zero = tf.constant(0, r.dtype)
     positive_kernel = modifiers.positive(kernel)
