@@ -133,3 +133,38 @@ def test_console_script_help():
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "keras-dtd demo" in result.stdout and "explain" in result.stdout and "export" in result.stdout
+
+
+def _command_line(code, env=None):
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+def test_help_does_not_import_tensorflow():
+    for argv in (["--help"], ["explain", "--help"], ["explain-dataset", "--help"]):
+        run = _command_line(
+            f"from keras_dtd.cli import main; main({argv!r})", {"PYTHONPROFILEIMPORTTIME": "1"}
+        )
+        imported = [line.split("|")[-1].strip() for line in run.stderr.splitlines() if "import time:" in line]
+        assert run.returncode == 0 and "usage: keras-dtd" in run.stdout, run.stderr[-2000:]
+        assert "argparse" in imported  # the profile is there, and it has no TensorFlow or Keras
+        assert not [m for m in imported if m.split(".")[0] in ("tensorflow", "keras")], argv
+
+
+def test_without_tensorflow_the_first_use_says_what_to_install(tmp_path):
+    blocked = "import sys; sys.modules['tensorflow'] = None; "
+    run = _command_line(blocked + "import keras_dtd; print(keras_dtd.__version__); keras_dtd.DTD")
+    assert run.stdout.strip() == keras_dtd_version()  # importing the package itself works
+    assert run.returncode == 1 and "keras_dtd needs TensorFlow" in run.stderr
+    assert "pip install 'keras_dtd[cpu]'" in run.stderr
+    run = _command_line(
+        blocked + f"from keras_dtd.cli import main; sys.exit(main(['explain', 'm.keras', {str(tmp_path)!r}]))"
+    )
+    assert run.returncode == 1 and "keras-dtd explain: error: keras_dtd needs TensorFlow" in run.stderr
+
+
+def keras_dtd_version():
+    import keras_dtd
+
+    return keras_dtd.__version__

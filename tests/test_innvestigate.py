@@ -1,7 +1,7 @@
 """create_analyzer against iNNvestigate 2.1.2's own maps.
 
 The maps come from tests/fixtures/make_innvestigate.py (run in its own environment with
-TensorFlow 2.14 and iNNvestigate; see its docstring): six small models, every one of
+TensorFlow 2.14 and iNNvestigate; see its docstring): seven small models, every one of
 iNNvestigate's 28 analyzer names (some with several keyword sets), for each sample's top
 output and for outputs 0 and 2 (samples with negative selected outputs included).
 ``mlp_softmax`` ran on ``innvestigate.model_wo_softmax``; keras_dtd strips the final
@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dtd import create_analyzer
+from keras_dtd import Analyzer, composites, create_analyzer, rules
 from keras_dtd.compat import ANALYZERS, CompatAnalyzer
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -43,7 +43,7 @@ MAPS = _group("map")
 # Both sides run in float64 from the same float32-exact weights and inputs (iNNvestigate with floatx float64).
 # What separates them is rounding (u = 1.1e-16) amplified by the condition of the rules' denominators,
 # largest in αβ with the whole bias in both denominators on cnn_strided_gap; measured: at most 4.0e-15 of
-# max |R| over all 594 maps, with oneDNN on and off (tests/fixtures/README.md). 1e-9 leaves a margin of 10⁵
+# max |R| over all 630 maps, with oneDNN on and off (tests/fixtures/README.md). 1e-9 leaves a margin of 10⁵
 # for other CPUs and kernels; a rule or convention that differs (ε, a bias term, a flipped sign) moves maps by
 # far more (iNNvestigate's default ε = 1e-7 made 1.1e-7 fails the three tests that use it).
 TOLERANCE = 1e-9
@@ -81,6 +81,23 @@ def _analyze(analyzer, key):
     if case["mode"] == "index":
         return analyzer.analyze(x, neuron_selection=case["neuron_selection"])
     return analyzer.analyze(x)
+
+
+def test_deep_taylor_on_standalone_relus_is_innvestigates(models):
+    """cnn_standalone_relu's second convolution and hidden Dense have their ReLUs as layers of their own.
+    iNNvestigate gives them its rule for kernel layers with an activation (α1β0, as every Dense/Conv has
+    an ``activation`` attribute); its w² rule for kernel layers without one would differ by far more."""
+    keys = [k for k in MAPS[("deep_taylor", "{}")] if k.startswith("cnn_standalone_relu/")]
+    assert len(keys) == 3
+    model, x = models["cnn_standalone_relu"], DATA["cnn_standalone_relu/x"]
+    expected = DATA["cnn_standalone_relu/deep_taylor/max_activation"]
+    scale = np.abs(expected).max()
+    got = create_analyzer("deep_taylor", model).analyze(x)
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE * scale, rtol=0)
+    composite = create_analyzer("deep_taylor", model).analyzer.composite
+    for name in ("conv_2", "dense_1"):
+        w2 = composites.Composite(composite.rules, composite.first, {name: rules.WSquare()}, name="w2")
+        assert np.abs(Analyzer(model, w2).analyze(x) - expected).max() > 0.1 * scale, name
 
 
 def test_every_innvestigate_name_is_accepted():

@@ -144,6 +144,7 @@ class Analyzer:
         self.jit_compile = bool(jit_compile)
         self.trace_count = 0
         self._functions = {}
+        self._traced_variables = None
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- public
@@ -359,7 +360,20 @@ class Analyzer:
     def _function(self, all_outputs, keep_layers):
         key = (bool(all_outputs), bool(keep_layers))
         with self._lock:
+            variables = self._variables_in_use()
+            if variables != self._traced_variables:  # enable_lora or quantize replaced variables: retrace
+                self._functions.clear()
+                self._traced_variables = variables
             return self._functions.get(key) or self._new_function(key)
+
+    def _variables_in_use(self):
+        """What a compiled pass captured: the model's variables (by identity) and each layer's
+        quantization mode and LoRA state, which ``enable_lora`` and ``quantize`` change in place."""
+        layers = [node.layer for node in self._graph.nodes]
+        states = tuple(
+            (getattr(x, "quantization_mode", None), getattr(x, "lora_enabled", False)) for x in layers
+        )
+        return tuple(id(v) for v in self.model.variables), states
 
     def _new_function(self, key):
         def relevance(inputs, indices):

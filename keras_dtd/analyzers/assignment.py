@@ -16,11 +16,7 @@ from keras_dtd import rules
 from keras_dtd.analyzers.composites import Composite
 from keras_dtd.core import registry
 from keras_dtd.core.kinds import Kind
-from keras_dtd.core.tracing import operation_name
-
-
-class UnsupportedLayerError(TypeError):
-    """A layer for which no relevance rule is known."""
+from keras_dtd.core.tracing import UnsupportedLayerError, operation_name
 
 
 class NonReLUWarning(UserWarning):

@@ -4,7 +4,7 @@
 class Kind:
     """The kinds of layers, the keys composites select rules by.
 
-    ``KERNEL``       a linear map with learned weights, z = x·W + b: Dense, the convolutions
+    ``KERNEL``       a linear map with learned weights, z = x·W + b: Dense, EinsumDense, the convolutions
                      (a SeparableConv as its depthwise and pointwise halves), LayerNormalization
                      (1/σ held constant), ``x @ constant``
     ``POOL``         a fixed linear map with non-negative weights: average pooling, ``mean``/``sum``

@@ -1,9 +1,11 @@
 """Linear maps: a node's pre-activation z = apply(x, W) + b as a map linear in its inputs,
 which rules evaluate with modified weights (W⁺, W², ...) and transpose (Jᵀ s).
 
-Each map reads the layer's variables when a pass runs (``parameters``), never when it is
-built, and a BatchNormalization folded into a kernel layer is applied to those tensors
-(the model is untouched). :mod:`keras_dtd.core.registry` says which layer class gets which map.
+Each map reads the layer's weights when a pass runs (``parameters``), never when it is
+built: a kernel is read through the layer's own attribute, so a LoRA update
+(``enable_lora``) is included, and an int8 or int4 kernel is dequantized. A
+BatchNormalization folded into a kernel layer is applied to those tensors (the model is
+untouched). :mod:`keras_dtd.core.registry` says which layer class gets which map.
 """
 
 from __future__ import annotations
@@ -13,17 +15,64 @@ import functools
 import keras
 import tensorflow as tf
 
-from keras_dtd.core.tracing import constant_arguments
+from keras_dtd.core.tracing import UnsupportedLayerError, constant_arguments
+
+# Quantization modes whose kernels are dequantized (Dense); float8 keeps a float kernel.
+DEQUANTIZED_MODES = ("int8", "int4")
+
+
+def check_quantization(layer):
+    """Refuse a layer whose quantized kernel keras_dtd cannot dequantize, naming the mode."""
+    mode = getattr(layer, "quantization_mode", None)
+    if (
+        mode is None
+        or mode == "float8"
+        or (mode in DEQUANTIZED_MODES and isinstance(layer, keras.layers.Dense))
+    ):
+        return
+    raise UnsupportedLayerError(
+        f"Layer '{layer.name}' ({type(layer).__name__}) is quantized in mode '{mode}', whose kernel "
+        f"keras_dtd cannot dequantize (it dequantizes {' and '.join(DEQUANTIZED_MODES)} on Dense layers and "
+        "keeps float8 kernels). Explain the model before model.quantize(...), which changes its layers in "
+        "place: keep a float copy from before it (keras.models.clone_model, then set_weights)."
+    )
+
+
+def read_weight(layer, name):
+    """``layer.<name>`` as a float tensor when a pass runs (None if the layer has none): the
+    LoRA update included, as Keras' ``kernel`` property computes it; an int8 or int4 kernel
+    dequantized, W = q / s per output (int8, int4 per channel) or W = (q − z_g) · s_g per
+    group g of inputs (int4 in groups), plus the LoRA update W_a W_b · α / r."""
+    mode = getattr(layer, "quantization_mode", None)
+    if name != "kernel" or mode not in DEQUANTIZED_MODES:
+        value = getattr(layer, name)
+        return None if value is None else tf.convert_to_tensor(value)
+    (stored,) = [v for v in layer.variables if v.name == "kernel"]  # q (int4: two per byte)
+    q = tf.cast(stored, layer.compute_dtype)
+    if mode == "int4":
+        q = tf.cast(keras.quantizers.unpack_int4(stored, layer.units, axis=-1), layer.compute_dtype)
+    scale = tf.convert_to_tensor(layer.kernel_scale)
+    if getattr(layer, "kernel_zero", None) is None:
+        kernel = q / scale
+    else:  # one scale and zero point per group of inputs
+        groups = tf.cast(layer.g_idx, tf.int32)
+        zero = tf.cast(tf.gather(layer.kernel_zero, groups), q.dtype)
+        kernel = (q - zero) * tf.gather(scale, groups)
+    if layer.lora_enabled:
+        kernel = kernel + (layer.lora_alpha / layer.lora_rank) * tf.matmul(
+            layer.lora_kernel_a, layer.lora_kernel_b
+        )
+    return kernel
 
 
 def separable_maps(layer, batch_norm=None) -> tuple[LinearMap, LinearMap]:
     """A SeparableConv as (depthwise map, pointwise 1×1 convolution with the bias)."""
     ones = (1,) * len(layer.strides)
-    depthwise = DepthwiseMap(layer, layer.depthwise_kernel, None)
+    depthwise = DepthwiseMap(layer, "depthwise_kernel", None)
     pointwise = ConvMap(
         layer,
-        layer.pointwise_kernel,
-        layer.bias,
+        "pointwise_kernel",
+        "bias",
         batch_norm,
         strides=ones,
         padding="valid",
@@ -105,12 +154,24 @@ def _to_channels_first(z):
 
 
 class KernelMap(LinearMap):
-    """A layer's kernel and bias variables, optionally with a BatchNormalization folded in:
-    W' = W·s (per output channel), b' = (b − μ)·s + β, computed from the live variables
-    and never written back. channels_first inputs are computed in channels_last (CPUs
-    without oneDNN have no NCHW convolutions)."""
+    """A layer's kernel and bias, read by attribute name when a pass runs
+    (:func:`read_weight`), optionally with a BatchNormalization folded in:
+    W' = W·s (per output channel), b' = (b − μ)·s + β, never written back. channels_first
+    inputs are computed in channels_last (CPUs without oneDNN have no NCHW convolutions).
+
+    Args:
+      layer: the layer.
+      kernel: the name of its kernel attribute, e.g. "kernel".
+      bias: the name of its bias attribute, or None.
+      batch_norm: a BatchNormalization layer to fold in, or None.
+      **conv_args: strides, padding, dilation_rate where they are not the layer's own.
+
+    Raises:
+      UnsupportedLayerError: the layer is quantized in a mode whose kernel cannot be read.
+    """
 
     def __init__(self, layer, kernel, bias, batch_norm=None, **conv_args):
+        check_quantization(layer)
         self.layer = layer
         self._kernel = kernel
         self._bias = bias
@@ -123,8 +184,9 @@ class KernelMap(LinearMap):
         }
 
     def parameters(self, inputs):
-        kernel = tf.convert_to_tensor(self._kernel)
-        bias = None if self._bias is None else tf.convert_to_tensor(self._bias)
+        check_quantization(self.layer)  # again when a pass is traced: the layer may be quantized since
+        kernel = read_weight(self.layer, self._kernel)
+        bias = None if self._bias is None else read_weight(self.layer, self._bias)
         if self.batch_norm is not None:
             scale, shift = _batch_norm_scale_shift(self.batch_norm, kernel.dtype)
             kernel = self._scale_outputs(kernel, scale)
@@ -181,6 +243,13 @@ class DenseMap(KernelMap):
 
     def _transposed_map(self, x, kernel, s):
         return tf.matmul(s, kernel, transpose_b=True) if x.shape.rank == 2 else None
+
+
+class EinsumMap(KernelMap):
+    """EinsumDense: z = einsum(equation, x, W) + b (Jᵀ by the VJP)."""
+
+    def _map(self, x, kernel):
+        return tf.einsum(self.layer.equation, x, kernel)
 
 
 class ConvMap(KernelMap):

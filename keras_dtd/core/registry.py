@@ -57,7 +57,7 @@ class LayerType:
 
 
 def _kernel(map_class):
-    return lambda node, batch_norm: map_class(node.layer, node.layer.kernel, node.layer.bias, batch_norm)
+    return lambda node, batch_norm: map_class(node.layer, "kernel", "bias", batch_norm)
 
 
 def _separable(node, batch_norm):
@@ -80,6 +80,7 @@ _BUILT_IN = {
     **_entries(
         (KL.Dense,), LayerType(Kind.KERNEL, _kernel(M.DenseMap), folds_batch_norm=True, group="dense")
     ),
+    KL.EinsumDense: LayerType(Kind.KERNEL, _kernel(M.EinsumMap), group="dense"),
     **_entries(
         (KL.Conv1D, KL.Conv2D, KL.Conv3D),
         LayerType(Kind.KERNEL, _kernel(M.ConvMap), folds_batch_norm=True, group="convolution"),
@@ -300,7 +301,7 @@ def register_layer(
         from keras_dtd.core import linear_maps
 
         def projection_map(node, batch_norm):
-            return linear_maps.DenseMap(node.layer, node.layer.w, None, batch_norm)
+            return linear_maps.DenseMap(node.layer, "w", None, batch_norm)
 
         keras_dtd.register_layer(Projection, "kernel", projection_map)
 

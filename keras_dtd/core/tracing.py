@@ -48,6 +48,10 @@ class ModelNotTraceableError(TypeError):
     """The model's computation graph cannot be read (e.g. a subclassed model)."""
 
 
+class UnsupportedLayerError(TypeError):
+    """A layer for which no relevance rule is known, or whose weights cannot be read."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Node:
     """One call of one layer: ``outputs = layer(inputs)``.

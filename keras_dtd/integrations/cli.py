@@ -36,6 +36,8 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
+        import keras_dtd.core  # noqa: F401  (TensorFlow, imported only now: a clear error if it is missing)
+
         return args.run(args)
     except (FileNotFoundError, ValueError, TypeError, ImportError, FileExistsError) as error:
         print(f"keras-dtd {args.command}: error: {error}", file=sys.stderr)
