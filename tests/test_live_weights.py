@@ -236,3 +236,23 @@ def test_an_analyzer_follows_a_lora_embedding():
     after = analyzer.analyze(tokens)
     np.testing.assert_allclose(after, LRP(twin, rules.Epsilon(0.01)).analyze(tokens), rtol=1e-10, atol=1e-13)
     assert np.abs(after - before).max() > 1e-2 * np.abs(after).max()
+
+
+def test_taylor_follows_a_lora_update():
+    rng = np.random.default_rng(6)
+    build, first = LORA_CASES["dense"]
+    model, twin = build(first()), build(first())
+    model.set_weights([rng.normal(0, 0.5, w.shape) for w in model.get_weights()])
+    x = rng.uniform(-1, 1, (4, 6))
+    taylor = keras_dtd.Taylor(model, root=np.zeros(6))
+    before = taylor.analyze(x)
+    layer = model.layers[1]
+    layer.enable_lora(2)
+    layer.lora_kernel_a.assign(rng.normal(0, 0.5, layer.lora_kernel_a.shape))
+    layer.lora_kernel_b.assign(rng.normal(0, 0.5, layer.lora_kernel_b.shape))
+    twin.set_weights([_merged(layer), layer.bias.numpy(), *model.layers[-1].get_weights()])
+    after = taylor.analyze(x)
+    np.testing.assert_allclose(
+        after, keras_dtd.Taylor(twin, root=np.zeros(6)).analyze(x), rtol=1e-10, atol=1e-13
+    )
+    assert np.abs(after - before).max() > 1e-2 * np.abs(after).max()

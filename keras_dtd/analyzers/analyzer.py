@@ -96,8 +96,8 @@ class Analyzer:
     The interface that integrations (export, streaming, metrics, the conservation report,
     relevance models) and subclasses (the baselines, Taylor) build on: :attr:`graph`,
     :attr:`rules`, :attr:`input_specs`, :attr:`output_size`, :attr:`input_range`,
-    :meth:`validate_inputs`, :meth:`validate_selection`, :meth:`forward`, :meth:`select`
-    and :meth:`relevance_pass`, the compiled pass's body, which subclasses override.
+    :meth:`validate_inputs`, :meth:`validate_selection`, :meth:`forward`, :meth:`select`,
+    :meth:`compiled` and :meth:`relevance_pass`, the compiled pass's body, which subclasses override.
     ``trace_count`` counts the traces of :meth:`explain`'s compiled functions.
 
     Raises:
@@ -357,14 +357,33 @@ class Analyzer:
         return mask * (tf.nn.relu(f) if self.positive_output else f)
 
     # --------------------------------------------------------- compiled pass
-    def _function(self, all_outputs, keep_layers):
-        key = (bool(all_outputs), bool(keep_layers))
+    def compiled(self, key, build):
+        """The compiled function cached under ``key``, made by ``build()`` the first time and
+        again after ``enable_lora`` or ``quantize`` replaced the model's variables (a function
+        traced before would not see them). For subclasses with compiled functions of their own."""
         with self._lock:
             variables = self._variables_in_use()
-            if variables != self._traced_variables:  # enable_lora or quantize replaced variables: retrace
+            if variables != self._traced_variables:
                 self._functions.clear()
                 self._traced_variables = variables
-            return self._functions.get(key) or self._new_function(key)
+            if key not in self._functions:
+                self._functions[key] = build()
+            return self._functions[key]
+
+    def _function(self, all_outputs, keep_layers):
+        key = (bool(all_outputs), bool(keep_layers))
+
+        def relevance(inputs, indices):
+            self.trace_count += 1
+            return self.relevance_pass(inputs, indices, *key)
+
+        signature = (self.input_specs, tf.TensorSpec((None,), tf.int32))
+        return self.compiled(  # plain Python control flow: no AutoGraph needed
+            key,
+            lambda: tf.function(
+                relevance, input_signature=signature, jit_compile=self.jit_compile, autograph=False
+            ),
+        )
 
     def _variables_in_use(self):
         """What a compiled pass captured: the model's variables (by identity) and each layer's
@@ -374,17 +393,6 @@ class Analyzer:
             (getattr(x, "quantization_mode", None), getattr(x, "lora_enabled", False)) for x in layers
         )
         return tuple(id(v) for v in self.model.variables), states
-
-    def _new_function(self, key):
-        def relevance(inputs, indices):
-            self.trace_count += 1
-            return self.relevance_pass(inputs, indices, *key)
-
-        signature = (self.input_specs, tf.TensorSpec((None,), tf.int32))
-        self._functions[key] = tf.function(  # plain Python control flow: no AutoGraph needed
-            relevance, input_signature=signature, jit_compile=self.jit_compile, autograph=False
-        )
-        return self._functions[key]
 
     def _forward(self, inputs, tapes):
         """Run the traced graph on ``inputs``. With ``tapes``, a call whose rule takes a VJP

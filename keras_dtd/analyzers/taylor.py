@@ -59,7 +59,6 @@ class Taylor(Gradient):
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive int, got {max_steps!r}.")
         self.root = root
-        self._taylor_compiled = None
         self.max_steps = max_steps
         self.tolerance = float(tolerance)
 
@@ -115,15 +114,14 @@ class Taylor(Gradient):
         return explanation
 
     def _taylor_function(self):
-        if self._taylor_compiled is None:
-            (spec,) = self.input_specs
-            self._taylor_compiled = tf.function(
-                self._taylor,
-                input_signature=(spec, tf.TensorSpec((None,), tf.int32), spec),
-                jit_compile=self.jit_compile,
-                autograph=False,
-            )
-        return self._taylor_compiled
+        (spec,) = self.input_specs
+        signature = (spec, tf.TensorSpec((None,), tf.int32), spec)
+        return self.compiled(
+            "taylor",
+            lambda: tf.function(
+                self._taylor, input_signature=signature, jit_compile=self.jit_compile, autograph=False
+            ),
+        )
 
     def _value_and_gradient(self, x, mask):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
