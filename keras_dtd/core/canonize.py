@@ -30,6 +30,10 @@ def canonize(graph: Graph, gates=None) -> Graph:
     """Return a copy of ``graph`` with the rewrites above applied. ``gates``: ``{name of a
     Multiply layer: name of the layer whose output is its gate}`` where detection is not wanted."""
     nodes = [dataclasses.replace(n, kind=registry.kind_of(n.layer, len(n.inputs))) for n in graph.nodes]
+    for node in nodes:  # options of a layer that its entry says keras_dtd cannot explain
+        entry = registry.lookup(node.layer, len(node.inputs))
+        if entry is not None and entry.check is not None:
+            entry.check(node.layer)
     nodes = _attach_ops(graph, nodes, _foldable_batch_norms(graph, nodes))
     nodes = _choose_signals(nodes, gates or {})
     return dataclasses.replace(graph, nodes=tuple(_mark_nonnegative_inputs(nodes)))
@@ -70,7 +74,9 @@ def _attach_ops(graph: Graph, nodes: list[Node], folded: dict[int, Node]) -> lis
             continue
         kind = node.kind
         activation = (
-            registry.activation_name(node.layer) if kind in (Kind.KERNEL, Kind.ELEMENTWISE) else "linear"
+            registry.activation_name(node.layer)
+            if kind in (Kind.KERNEL, Kind.ELEMENTWISE, Kind.RECURRENT)
+            else "linear"
         )
         outputs = folded[k].outputs if k in folded else node.outputs
         if set(outputs) & model_outputs and activation in registry.OUTPUT_ACTIVATIONS:

@@ -16,6 +16,9 @@ class Kind:
     ``EMBEDDING``    an Embedding lookup: the relevance of a token is its vector's relevance
     ``STRUCTURAL``   layers that only move values: Flatten, Reshape, Concatenate, padding, ...
     ``ELEMENTWISE``  relevance passes unchanged: activations, Dropout, Rescaling, ...
+    ``RECURRENT``    LSTM, GRU, SimpleRNN and Bidirectional: a cell unrolled in time, whose
+                     rule (:class:`keras_dtd.rules.Recurrent`) uses the composite's rules for
+                     kernel layers and sums inside
     ``STRIPPED``     a softmax or sigmoid that ends the model, removed by canonizing: DTD
                      explains the score before it
     """
@@ -29,6 +32,19 @@ class Kind:
     EMBEDDING = "embedding"
     STRUCTURAL = "structural"
     ELEMENTWISE = "elementwise"
+    RECURRENT = "recurrent"
     STRIPPED = "stripped"
-    ALL = (KERNEL, POOL, ADD, BATCH_NORM, MAX_POOL, GATE, EMBEDDING, STRUCTURAL, ELEMENTWISE, STRIPPED)
+    ALL = (
+        KERNEL,
+        POOL,
+        ADD,
+        BATCH_NORM,
+        MAX_POOL,
+        GATE,
+        EMBEDDING,
+        STRUCTURAL,
+        ELEMENTWISE,
+        RECURRENT,
+        STRIPPED,
+    )
     LINEAR = (KERNEL, POOL, ADD, BATCH_NORM)  # the kinds with a linear map

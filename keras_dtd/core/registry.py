@@ -19,7 +19,7 @@ import keras
 
 from keras_dtd.core import linear_maps as M
 from keras_dtd.core.kinds import Kind
-from keras_dtd.core.tracing import APPLICATION_LAYERS, operation_name
+from keras_dtd.core.tracing import APPLICATION_LAYERS, UnsupportedLayerError, operation_name
 
 KL = keras.layers
 
@@ -47,6 +47,8 @@ class LayerType:
         (before the activation); other kinds decide by themselves.
       group: "dense" or "convolution" for the layer groups of
         :mod:`keras_dtd.composites` (``DENSE``, ``CONVOLUTIONS``), else None.
+      check: ``check(layer)`` raises :class:`UnsupportedLayerError` for options keras_dtd
+        cannot explain (run when an analyzer is built), or None.
     """
 
     kind: str
@@ -54,6 +56,7 @@ class LayerType:
     folds_batch_norm: bool = False
     keeps_sign: bool = False
     group: str | None = None
+    check: Callable | None = None
 
 
 def _kernel(map_class):
@@ -128,6 +131,10 @@ _BUILT_IN = {
             KL.Minimum,
         ),
         LayerType(Kind.MAX_POOL),
+    ),
+    **_entries(
+        (KL.LSTM, KL.GRU, KL.SimpleRNN, KL.Bidirectional),
+        LayerType(Kind.RECURRENT, check=lambda layer: _check_recurrent(layer)),
     ),
     KL.Multiply: LayerType(Kind.GATE),
     KL.Embedding: LayerType(Kind.EMBEDDING),
@@ -285,6 +292,36 @@ GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6", "bounded_relu"
 _NON_MONOTONE = frozenset({"gelu", "silu", "swish", "hard_silu", "hard_swish", "mish", "threshold"})
 
 
+_CELLS = ("LSTMCell", "GRUCell", "SimpleRNNCell")
+
+
+def _check_recurrent(layer):
+    """Refuse recurrent options that :class:`keras_dtd.rules.Recurrent` does not explain."""
+    name = f"Layer '{layer.name}' ({type(layer).__name__})"
+    layers = [layer]
+    if isinstance(layer, KL.Bidirectional):
+        if layer.merge_mode not in ("concat", "sum", "ave"):
+            raise UnsupportedLayerError(
+                f"{name} merges its two directions with merge_mode={layer.merge_mode!r}; keras_dtd explains "
+                "'concat', 'sum' and 'ave'. Use one of those, or give the layer a rule of your own with "
+                f"layer_rules={{'{layer.name}': rule}}."
+            )
+        layers = [layer.forward_layer, layer.backward_layer]
+    for inner in layers:
+        if type(inner.cell).__name__ not in _CELLS or type(inner.cell).__module__.split(".")[0] != "keras":
+            raise UnsupportedLayerError(
+                f"{name} runs the cell {type(inner.cell).__name__}; keras_dtd explains Keras' LSTMCell, "
+                "GRUCell and SimpleRNNCell. Register what your cell computes as a layer of its own "
+                "(keras_dtd.register_layer) or give the layer a rule with layer_rules=."
+            )
+        for option in ("stateful", "return_state"):
+            if getattr(inner, option, False):
+                raise UnsupportedLayerError(
+                    f"{name} has {option}=True, which keras_dtd does not explain: a map explains one "
+                    f"output of one call. Build the model with {option}=False for the analyzer."
+                )
+
+
 def register_layer(
     layer_class: type,
     kind: str,
@@ -404,6 +441,8 @@ def activation_name(layer) -> str:
         return name if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else "linear"
     if isinstance(layer, KL.Softmax):
         return "softmax"
+    if isinstance(layer, KL.Bidirectional):
+        return activation_name(layer.forward_layer)
     if isinstance(layer, KL.ReLU):
         if layer.negative_slope:
             return "leaky_relu"

@@ -8,7 +8,8 @@ and its transpose. A zero denominator gives zero relevance, never NaN.
 Modules: :mod:`~keras_dtd.rules.base` (the :class:`Rule` interface and :class:`LayerCall`),
 :mod:`~keras_dtd.rules.proportional` (z, ε, z⁺, w², flat, γ, z^B, αβ),
 :mod:`~keras_dtd.rules.structural` (pass-through, routing, winner-take-all, gates,
-embeddings), :mod:`~keras_dtd.rules.gradient` (deconvnet, guided backpropagation),
+embeddings), :mod:`~keras_dtd.rules.recurrent` (LSTM, GRU, SimpleRNN, Bidirectional),
+:mod:`~keras_dtd.rules.gradient` (deconvnet, guided backpropagation),
 :mod:`~keras_dtd.rules.modifiers` (the weight modifiers of proportional terms), and the
 engine: :mod:`~keras_dtd.rules.engine`, :mod:`~keras_dtd.rules.signs`.
 """
@@ -30,6 +31,7 @@ from keras_dtd.rules.proportional import (
     ZPlus,
     ZPlusFast,
 )
+from keras_dtd.rules.recurrent import Recurrent
 from keras_dtd.rules.structural import EmbeddingSum, Gate, PassThrough, Route, WinnerTakeAll
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "LayerCall",
     "PassThrough",
     "Proportional",
+    "Recurrent",
     "Route",
     "Rule",
     "WSquare",
