@@ -38,9 +38,21 @@ bench-suite: $(VENV)/.installed  # writes benchmarks/RESULTS.md (about 15 minute
 FIXTURE_PYTHON ?= $(HOME)/.pyenv/versions/3.11.7/bin/python
 FIXTURE_ENVS ?= $(abspath ..)/fixture-envs
 
-fixtures: $(FIXTURE_ENVS)/innvestigate/.installed $(FIXTURE_ENVS)/zennit/.installed
+# Arras et al.'s LSTM code is read from a clone of their repository (make_arras.py pins the commit).
+ARRAS_REPO ?= $(FIXTURE_ENVS)/LRP_for_LSTM
+
+fixtures: $(FIXTURE_ENVS)/innvestigate/.installed $(FIXTURE_ENVS)/zennit/.installed $(FIXTURE_ENVS)/arras/.installed $(ARRAS_REPO)
 	$(FIXTURE_ENVS)/innvestigate/bin/python tests/fixtures/make_innvestigate.py
 	$(FIXTURE_ENVS)/zennit/bin/python tests/fixtures/make_zennit.py
+	ARRAS_REPO=$(ARRAS_REPO) $(FIXTURE_ENVS)/arras/bin/python tests/fixtures/make_arras.py
+
+$(FIXTURE_ENVS)/arras/.installed: tests/fixtures/requirements-arras.txt
+	$(FIXTURE_PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet -r $<
+	touch $@
+
+$(ARRAS_REPO):
+	git clone --quiet https://github.com/ArrasL/LRP_for_LSTM $@
 
 $(FIXTURE_ENVS)/innvestigate/.installed: tests/fixtures/requirements-innvestigate.txt
 	$(FIXTURE_PYTHON) -m venv $(@D)

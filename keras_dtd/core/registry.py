@@ -133,7 +133,7 @@ _BUILT_IN = {
         LayerType(Kind.MAX_POOL),
     ),
     **_entries(
-        (KL.LSTM, KL.GRU, KL.SimpleRNN, KL.Bidirectional),
+        (KL.RNN, KL.LSTM, KL.GRU, KL.SimpleRNN, KL.Bidirectional),
         LayerType(Kind.RECURRENT, check=lambda layer: _check_recurrent(layer)),
     ),
     KL.Multiply: LayerType(Kind.GATE),
