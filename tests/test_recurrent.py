@@ -234,3 +234,49 @@ class _Cell(L.Layer):
     def call(self, x, states):
         h = keras.ops.tanh(keras.ops.matmul(x, self.w) + states[0])
         return h, [h]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: L.LSTM(4, dtype=F64),
+        lambda: L.GRU(4, dtype=F64),
+        lambda: L.Bidirectional(L.LSTM(4, dtype=F64), dtype=F64),
+        lambda: L.Bidirectional(L.SimpleRNN(4, return_sequences=True, dtype=F64), dtype=F64),
+    ],
+)
+def test_masked_steps_carry_relevance_over_and_get_none(make):
+    """Padding (token 0, mask_zero=True) before and after a sequence: the padded steps get no
+    relevance and the others get what the unpadded sequence gets."""
+    inp = keras.Input((None,), dtype="int32")
+    h = make()(L.Embedding(10, 3, mask_zero=True, dtype=F64)(inp))
+    if len(h.shape) == 3:
+        h = L.GlobalAveragePooling1D(dtype=F64)(h)
+    model = keras.Model(inp, L.Dense(2, dtype=F64)(h))
+    rng = np.random.default_rng(8)
+    model.set_weights([rng.normal(0, 0.6, w.shape) for w in model.get_weights()])
+    words = rng.integers(1, 10, (3, 4))
+    analyzer = LRP(model, rules.Epsilon(EPS))
+    unpadded = analyzer.analyze(words, neuron_selection=0)
+    for before, after in ((2, 0), (0, 3), (1, 2)):
+        padded = np.pad(words, [(0, 0), (before, after)])
+        relevance = analyzer.analyze(padded, neuron_selection=0)
+        if not isinstance(model.layers[2], L.Bidirectional) or not model.layers[2].return_sequences:
+            np.testing.assert_allclose(np.asarray(model(padded)), np.asarray(model(words)), rtol=1e-12)
+            np.testing.assert_allclose(relevance[:, before : before + 4], unpadded, rtol=1e-10, atol=1e-13)
+        assert np.all(relevance[:, :before] == 0) and np.all(relevance[:, before + 4 :] == 0)
+
+
+def test_a_masking_layer_masks_float_steps():
+    inp = keras.Input((None, 3), dtype=F64)
+    model = keras.Model(inp, L.Dense(2, dtype=F64)(L.GRU(4, dtype=F64)(L.Masking(0.0, dtype=F64)(inp))))
+    rng = np.random.default_rng(9)
+    model.set_weights([rng.normal(0, 0.6, w.shape) for w in model.get_weights()])
+    x = rng.normal(size=(2, 4, 3))
+    padded = np.concatenate([np.zeros((2, 2, 3)), x], axis=1)
+    analyzer = LRP(model, rules.Epsilon(EPS))
+    relevance = analyzer.analyze(padded, neuron_selection=1)
+    assert np.all(relevance[:, :2] == 0)
+    np.testing.assert_allclose(
+        relevance[:, 2:], analyzer.analyze(x, neuron_selection=1), rtol=1e-10, atol=1e-13
+    )

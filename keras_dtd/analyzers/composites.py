@@ -42,6 +42,7 @@ _DEFAULTS = {
     Kind.STRUCTURAL: rules.Route(),
     Kind.ELEMENTWISE: rules.PassThrough(),
     Kind.STRIPPED: rules.PassThrough(),
+    Kind.MASK: rules.NoRelevance(),
 }
 DENSE = registry.layer_classes("dense")
 CONVOLUTIONS = registry.layer_classes("convolution")

@@ -19,6 +19,7 @@ class Kind:
     ``RECURRENT``    LSTM, GRU, SimpleRNN and Bidirectional: a cell unrolled in time, whose
                      rule (:class:`keras_dtd.rules.Recurrent`) uses the composite's rules for
                      kernel layers and sums inside
+    ``MASK``         a boolean value (a comparison, a Keras mask): it carries no relevance
     ``STRIPPED``     a softmax or sigmoid that ends the model, removed by canonizing: DTD
                      explains the score before it
     """
@@ -33,6 +34,7 @@ class Kind:
     STRUCTURAL = "structural"
     ELEMENTWISE = "elementwise"
     RECURRENT = "recurrent"
+    MASK = "mask"
     STRIPPED = "stripped"
     ALL = (
         KERNEL,
@@ -45,6 +47,7 @@ class Kind:
         STRUCTURAL,
         ELEMENTWISE,
         RECURRENT,
+        MASK,
         STRIPPED,
     )
     LINEAR = (KERNEL, POOL, ADD, BATCH_NORM)  # the kinds with a linear map

@@ -168,6 +168,7 @@ _BUILT_IN = {
             KL.Identity,
             KL.Activation,
             APPLICATION_LAYERS["StochasticDepth"],
+            KL.Masking,
         ),
         LayerType(Kind.ELEMENTWISE, keeps_sign=True),
     ),
@@ -207,6 +208,22 @@ _OPERATIONS = {
     "minimum": (_ELEMENTWISE, LayerType(Kind.MAX_POOL)),
     "max": (LayerType(Kind.MAX_POOL), None),
     "concatenate": (None, _STRUCTURAL),
+    **{  # comparisons and logic: the masks Keras computes (mask_zero=True, Masking)
+        name: (LayerType(Kind.MASK), LayerType(Kind.MASK))
+        for name in (
+            "not_equal",
+            "equal",
+            "greater",
+            "greater_equal",
+            "less",
+            "less_equal",
+            "logical_and",
+            "logical_or",
+            "logical_not",
+            "any",
+            "all",
+        )
+    },  # fmt: skip
     "stack": (None, _STRUCTURAL),
     **{
         name: (_STRUCTURAL, None)

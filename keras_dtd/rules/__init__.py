@@ -32,7 +32,7 @@ from keras_dtd.rules.proportional import (
     ZPlusFast,
 )
 from keras_dtd.rules.recurrent import Recurrent
-from keras_dtd.rules.structural import EmbeddingSum, Gate, PassThrough, Route, WinnerTakeAll
+from keras_dtd.rules.structural import EmbeddingSum, Gate, NoRelevance, PassThrough, Route, WinnerTakeAll
 
 __all__ = [
     "AlphaBeta",
@@ -46,6 +46,7 @@ __all__ = [
     "Gate",
     "GuidedBackprop",
     "LayerCall",
+    "NoRelevance",
     "PassThrough",
     "Proportional",
     "Recurrent",

@@ -38,6 +38,8 @@ class Recurrent(Rule):
     SimpleRNN: h_t = tanh(x W + h_{t−1} U + b), ``linear`` on both inputs.
     Bidirectional: concat splits the relevance of the two directions, sum and ave share it by
     ``sum``; each direction is explained as above.
+    Masked steps (``mask_zero=True``, a ``Masking`` layer) carry the state over, so they carry
+    relevance over and get none themselves.
 
     Args:
       linear: the rule of the linear maps inside a cell (e.g. ``Epsilon(0.001)``, ``ZPlus()``).
@@ -51,38 +53,42 @@ class Recurrent(Rule):
         self.sum = sum
 
     def relevance(self, call, relevance):
-        (x,) = call.inputs
+        x = call.inputs[0]
+        masks = [t for t in call.inputs[1:] if t.dtype == tf.bool]
+        mask = masks[0] if masks else None
         (r,) = relevance
-        layer = call.node.layer
+        layer, path = call.node.layer, call.node.path
         if not hasattr(layer, "forward_layer"):
-            return [_explain(self, layer, call.node.path, x, r)]
+            return [_explain(self, layer, path, x, mask, r)] + [None] * (len(call.inputs) - 1)
         units = layer.forward_layer.cell.units
         if layer.merge_mode == "concat":
             r_forward, r_backward = r[..., :units], r[..., units:]
         else:  # sum, ave: share R by the two directions' contributions to the merged output
-            y = [_outputs(layer.forward_layer, x), _outputs(layer.backward_layer, x)]
+            y = [sub(x, mask=mask, training=False) for sub in (layer.forward_layer, layer.backward_layer)]
             if layer.backward_layer.return_sequences:
                 y[1] = tf.reverse(y[1], [1])
             if layer.merge_mode == "ave":
                 y = [0.5 * t for t in y]
-            r_forward, r_backward = _sum_share(self.sum, layer, call.node.path, y, r)
+            r_forward, r_backward = _sum_share(self.sum, layer, path, y, r)
         if layer.backward_layer.return_sequences:  # Keras flips the backward outputs back in time
             r_backward = tf.reverse(r_backward, [1])
-        forward = _explain(self, layer.forward_layer, call.node.path + "/forward", x, r_forward)
-        backward = _explain(self, layer.backward_layer, call.node.path + "/backward", x, r_backward)
-        return [forward + backward]
+        forward = _explain(self, layer.forward_layer, path + "/forward", x, mask, r_forward)
+        backward = _explain(self, layer.backward_layer, path + "/backward", x, mask, r_backward)
+        return [forward + backward] + [None] * (len(call.inputs) - 1)
 
 
-def _outputs(layer, x):
-    return layer(x, training=False)
-
-
-def _explain(rule, layer, path, x, r):
+def _explain(rule, layer, path, x, mask, r):
     """The relevance of the layer's input sequence x (batch, time, features) for the relevance
     r of its output (batch, units), or of every step's output with ``return_sequences``."""
     cell = layer.cell
-    sequence = tf.reverse(x, [1]) if layer.go_backwards else x  # in the order the layer reads it
-    steps = tf.transpose(sequence, [1, 0, 2])
+    kind = _CELLS[type(cell).__name__]
+    weights = _weights(cell, x.dtype)
+
+    def in_reading_order(t):  # (batch, time, ...) → (time, batch, ...), as the layer reads it
+        return tf.transpose(tf.reverse(t, [1]) if layer.go_backwards else t, [1, 0, *range(2, t.shape.rank)])
+
+    steps = in_reading_order(x)
+    mask_steps = None if mask is None else in_reading_order(mask)
     batch = tf.shape(x)[0]
     zeros = tf.zeros(tf.stack([batch, cell.units]), x.dtype)
     if layer.return_sequences:
@@ -90,22 +96,41 @@ def _explain(rule, layer, path, x, r):
     else:  # relevance arrives at the last step only
         earlier = tf.zeros(tf.stack([tf.shape(steps)[0] - 1, batch, cell.units]), x.dtype)
         r_steps = tf.concat([earlier, r[None]], 0)
-    kind = _CELLS[type(cell).__name__]
-    saved = kind.forward(cell, steps, zeros)
+    saved = kind.parts(cell, weights, steps, _states_before(kind, cell, weights, steps, mask_steps, zeros))
 
     def step(carry, elements):
-        r_step, saved_t, x_t = elements
-        return kind.backward(rule, layer, path, cell, carry, r_step, saved_t, x_t)
+        r_step, saved_t, x_t = elements[:3]
+        new_carry, r_x = kind.backward(rule, layer, path, cell, weights, carry, r_step, saved_t, x_t)
+        if mask_steps is None:
+            return new_carry, r_x
+        kept = elements[3][:, None]  # a masked step holds the state: R passes on, x_t gets none
+        held = (carry[0] + r_step, *carry[1:])
+        return tuple(tf.where(kept, n, o) for n, o in zip(new_carry, held)), tf.where(kept, r_x, 0)
 
+    elements = (r_steps, saved, steps) + (() if mask_steps is None else (mask_steps,))
     initial = tuple(zeros for _ in range(kind.carries))
     relevance = tf.scan(
-        lambda accumulated, elements: step(accumulated[0], elements),
-        (r_steps, saved, steps),
-        (initial, steps[0]),
-        reverse=True,
+        lambda accumulated, e: step(accumulated[0], e), elements, (initial, steps[0]), reverse=True
     )
     r_x = tf.transpose(relevance[1], [1, 0, 2])
     return tf.reverse(r_x, [1]) if layer.go_backwards else r_x
+
+
+def _states_before(kind, cell, weights, steps, mask_steps, zeros):
+    """The state (h, and c for an LSTM) before each step, (time, batch, units) each; a masked
+    step keeps the state it was given."""
+    initial = tuple(zeros for _ in range(kind.carries))
+
+    def step(state, elements):
+        x_t = elements if mask_steps is None else elements[0]
+        new = kind.state(cell, weights, state, x_t)
+        if mask_steps is None:
+            return new
+        kept = elements[1][:, None]
+        return tuple(tf.where(kept, n, o) for n, o in zip(new, state))
+
+    after = tf.scan(step, steps if mask_steps is None else (steps, mask_steps), initial)
+    return tuple(tf.concat([z[None], a[:-1]], 0) for z, a in zip(initial, after))
 
 
 def _linear_share(rule, layer, path, inputs, kernels, bias, r):
@@ -173,41 +198,50 @@ def _weights(cell, dtype):
     return kernel, recurrent, bias
 
 
+def _over_time(x, kernel):
+    """x·W at every step: (time, batch, in) · (in, out) → (time, batch, out)."""
+    return tf.einsum("tbi,io->tbo", x, kernel)
+
+
 class _LSTM:
     """c_t = f⊙c_{t−1} + i⊙g, h_t = o⊙tanh(c_t); Keras' gate order i, f, c, o."""
 
-    carries = 2  # R at h_t and at c_t, passed from step t+1
+    carries = 2  # the state (h, c), and R at each, passed from step t+1 to step t
 
     @staticmethod
-    def forward(cell, steps, zeros):
-        """Per step: (h_{t−1}, f⊙c_{t−1}, i⊙g, c_t, z_c without bias)."""
-        kernel, recurrent, bias = _weights(cell, steps.dtype)
+    def _gates(cell, z):
         u = cell.units
-
-        def step(state, x_t):
-            h, c = state[0], state[1]
-            z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent)
-            if bias is not None:
-                z = z + bias
-            i = cell.recurrent_activation(z[:, :u])
-            f = cell.recurrent_activation(z[:, u : 2 * u])
-            g = cell.activation(z[:, 2 * u : 3 * u])
-            o = cell.recurrent_activation(z[:, 3 * u :])
-            kept, written = f * c, i * g
-            c_new = kept + written
-            return (o * cell.activation(c_new), c_new, h, kept, written)
-
-        first = (zeros, zeros, zeros, zeros, zeros)
-        states = tf.scan(step, steps, first)
-        return states[2], states[3], states[4]
+        i = cell.recurrent_activation(z[..., :u])
+        f = cell.recurrent_activation(z[..., u : 2 * u])
+        g = cell.activation(z[..., 2 * u : 3 * u])
+        o = cell.recurrent_activation(z[..., 3 * u :])
+        return i, f, g, o
 
     @staticmethod
-    def backward(rule, layer, path, cell, carry, r_step, saved, x_t):
+    def state(cell, weights, state, x_t):
+        kernel, recurrent, bias = weights
+        h, c = state
+        z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent)
+        i, f, g, o = _LSTM._gates(cell, z if bias is None else z + bias)
+        c_new = f * c + i * g
+        return o * cell.activation(c_new), c_new
+
+    @staticmethod
+    def parts(cell, weights, steps, before):
+        """Per step: (h_{t−1}, f⊙c_{t−1}, i⊙g)."""
+        kernel, recurrent, bias = weights
+        h, c = before
+        z = _over_time(steps, kernel) + _over_time(h, recurrent)
+        i, f, g, _ = _LSTM._gates(cell, z if bias is None else z + bias)
+        return h, f * c, i * g
+
+    @staticmethod
+    def backward(rule, layer, path, cell, weights, carry, r_step, saved, x_t):
         h_previous, kept, written = saved
         r_h, r_c = carry
         r_c = r_c + r_h + r_step  # h_t = o⊙tanh(c_t): the gate o gets nothing, tanh passes R on
         r_kept, r_written = _sum_share(rule.sum, layer, path + "/cell_state", [kept, written], r_c)
-        kernel, recurrent, bias = _weights(cell, x_t.dtype)
+        kernel, recurrent, bias = weights
         u = cell.units
         gate = slice(2 * u, 3 * u)  # i gets nothing; g = tanh(z_c) passes R on to z_c
         r_x, r_h_previous = _linear_share(
@@ -228,62 +262,64 @@ class _GRU:
     carries = 1
 
     @staticmethod
-    def forward(cell, steps, zeros):
-        """Per step: (h_{t−1}, r, z⊙h_{t−1}, (1−z)⊙ĥ)."""
-        kernel, recurrent, bias = _weights(cell, steps.dtype)
+    def _gates(cell, weights, x_part, h):
+        """(z, r, ĥ) from x·W + b_in and the previous state h (any leading axes)."""
+        _, recurrent, bias = weights
         u = cell.units
-        input_bias, recurrent_bias = _gru_biases(cell, bias, steps.dtype)
-
-        def step(state, x_t):
-            h = state[0]
-            x_part = tf.matmul(x_t, kernel) + input_bias
-            if cell.reset_after:
-                h_part = tf.matmul(h, recurrent) + recurrent_bias
-                z = cell.recurrent_activation(x_part[:, :u] + h_part[:, :u])
-                r = cell.recurrent_activation(x_part[:, u : 2 * u] + h_part[:, u : 2 * u])
-                candidate = cell.activation(x_part[:, 2 * u :] + r * h_part[:, 2 * u :])
-            else:
-                h_part = tf.matmul(h, recurrent[:, : 2 * u])
-                z = cell.recurrent_activation(x_part[:, :u] + h_part[:, :u])
-                r = cell.recurrent_activation(x_part[:, u : 2 * u] + h_part[:, u:])
-                candidate = cell.activation(x_part[:, 2 * u :] + tf.matmul(r * h, recurrent[:, 2 * u :]))
-            kept, written = z * h, (1 - z) * candidate
-            return (kept + written, h, r, kept, written)
-
-        states = tf.scan(step, steps, (zeros,) * 5)
-        return states[1], states[2], states[3], states[4]
+        _, recurrent_bias = _gru_biases(cell, bias, x_part.dtype)
+        if cell.reset_after:
+            h_part = tf.linalg.matmul(h, recurrent) + recurrent_bias
+            z = cell.recurrent_activation(x_part[..., :u] + h_part[..., :u])
+            r = cell.recurrent_activation(x_part[..., u : 2 * u] + h_part[..., u : 2 * u])
+            return z, r, cell.activation(x_part[..., 2 * u :] + r * h_part[..., 2 * u :])
+        h_part = tf.linalg.matmul(h, recurrent[:, : 2 * u])
+        z = cell.recurrent_activation(x_part[..., :u] + h_part[..., :u])
+        r = cell.recurrent_activation(x_part[..., u : 2 * u] + h_part[..., u:])
+        return z, r, cell.activation(x_part[..., 2 * u :] + tf.linalg.matmul(r * h, recurrent[:, 2 * u :]))
 
     @staticmethod
-    def backward(rule, layer, path, cell, carry, r_step, saved, x_t):
+    def state(cell, weights, state, x_t):
+        kernel, _, bias = weights
+        (h,) = state
+        z, _, candidate = _GRU._gates(
+            cell, weights, tf.matmul(x_t, kernel) + _gru_biases(cell, bias, x_t.dtype)[0], h
+        )
+        return (z * h + (1 - z) * candidate,)
+
+    @staticmethod
+    def parts(cell, weights, steps, before):
+        """Per step: (h_{t−1}, r, z⊙h_{t−1}, (1−z)⊙ĥ)."""
+        kernel, _, bias = weights
+        (h,) = before
+        x_part = _over_time(steps, kernel) + _gru_biases(cell, bias, steps.dtype)[0]
+        z, r, candidate = _GRU._gates(cell, weights, x_part, h)
+        return h, r, z * h, (1 - z) * candidate
+
+    @staticmethod
+    def backward(rule, layer, path, cell, weights, carry, r_step, saved, x_t):
         h_previous, reset, kept, written = saved
         (r_h,) = carry
-        r_h = r_h + r_step
-        r_kept, r_written = _sum_share(rule.sum, layer, path + "/state", [kept, written], r_h)
-        kernel, recurrent, bias = _weights(cell, x_t.dtype)
+        r_kept, r_written = _sum_share(rule.sum, layer, path + "/state", [kept, written], r_h + r_step)
+        kernel, recurrent, bias = weights
         u = cell.units
         input_bias, recurrent_bias = _gru_biases(cell, bias, x_t.dtype)
         gate = slice(2 * u, 3 * u)  # z and (1 − z) get nothing; ĥ = tanh(·) passes R on
         if cell.reset_after:  # contributions x_i W_ij and r_j h_k U_kj, biases b_in + r⊙b_rec
-            scaled = recurrent[None, :, gate] * reset[:, None, :]
             batch = tf.shape(x_t)[0]
             kernels = [
                 tf.broadcast_to(kernel[None, :, gate], tf.concat([[batch], tf.shape(kernel[:, gate])], 0)),
-                scaled,
+                recurrent[None, :, gate] * reset[:, None, :],
             ]
-            bias_h = _add(input_bias[gate], None if recurrent_bias is None else reset * recurrent_bias[gate])
-            r_x, r_h_previous = _linear_share(
-                rule.linear, layer, path + "/candidate", [x_t, h_previous], kernels, bias_h, r_written
-            )
+            bias_h = input_bias[gate]
+            if recurrent_bias is not None:
+                bias_h = bias_h + reset * recurrent_bias[gate]
+            inputs = [x_t, h_previous]
         else:  # contributions (r_k h_k) U_kj: the reset gate gets nothing, h_{t−1} keeps it
-            r_x, r_h_previous = _linear_share(
-                rule.linear,
-                layer,
-                path + "/candidate",
-                [x_t, reset * h_previous],
-                [kernel[:, gate], recurrent[:, gate]],
-                input_bias[gate],
-                r_written,
-            )
+            kernels, bias_h = [kernel[:, gate], recurrent[:, gate]], input_bias[gate]
+            inputs = [x_t, reset * h_previous]
+        r_x, r_h_previous = _linear_share(
+            rule.linear, layer, path + "/candidate", inputs, kernels, bias_h, r_written
+        )
         return (r_kept + r_h_previous,), r_x
 
 
@@ -296,33 +332,28 @@ def _gru_biases(cell, bias, dtype):
     return bias, None
 
 
-def _add(a, b):
-    return a if b is None else a + b
-
-
 class _SimpleRNN:
     """h_t = tanh(x W + h_{t−1} U + b)."""
 
     carries = 1
 
     @staticmethod
-    def forward(cell, steps, zeros):
-        """Per step: (h_{t−1},)."""
-        kernel, recurrent, bias = _weights(cell, steps.dtype)
-
-        def step(state, x_t):
-            h = state[0]
-            z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent)
-            return (cell.activation(z if bias is None else z + bias), h)
-
-        states = tf.scan(step, steps, (zeros, zeros))
-        return (states[1],)
+    def state(cell, weights, state, x_t):
+        kernel, recurrent, bias = weights
+        (h,) = state
+        z = tf.matmul(x_t, kernel) + tf.matmul(h, recurrent)
+        return (cell.activation(z if bias is None else z + bias),)
 
     @staticmethod
-    def backward(rule, layer, path, cell, carry, r_step, saved, x_t):
+    def parts(cell, weights, steps, before):
+        """Per step: (h_{t−1},)."""
+        return before
+
+    @staticmethod
+    def backward(rule, layer, path, cell, weights, carry, r_step, saved, x_t):
         (h_previous,) = saved
         (r_h,) = carry
-        kernel, recurrent, bias = _weights(cell, x_t.dtype)
+        kernel, recurrent, bias = weights
         r_x, r_h_previous = _linear_share(
             rule.linear, layer, path + "/state", [x_t, h_previous], [kernel, recurrent], bias, r_h + r_step
         )

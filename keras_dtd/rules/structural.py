@@ -53,6 +53,15 @@ def _concatenated_sizes(node):
     return None if any(size is None for size in sizes) else sizes
 
 
+class NoRelevance(Rule):
+    """Values that carry no relevance (comparisons, Keras masks): nothing passes to the inputs."""
+
+    uses_vjp = False
+
+    def relevance(self, call, relevance):
+        return [None] * len(call.inputs)
+
+
 class WinnerTakeAll(Route):
     """Max pooling, Maximum, Minimum: the whole relevance R_j of a window goes to its
     winning input (R_i = Σ_j [i = argmax_window(j)] R_j)."""
