@@ -25,7 +25,7 @@ def exported(tmp_path_factory):
     model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(h))
     analyzer = DTD(model, input_range=(0, 1))
     root = tmp_path_factory.mktemp("serving")
-    path = analyzer.export(root, version=2)
+    path = keras_dtd.export(analyzer, root, version=2)
     x = np.random.default_rng(0).uniform(0, 1, (4, 6, 6, 1)).astype("float32")
     return analyzer, root, path, x
 
@@ -151,3 +151,28 @@ def test_versions_are_protected(exported):
     with pytest.raises(ValueError, match=re.escape("version must be a non-negative int") + ".*got 'latest'"):
         keras_dtd.export(analyzer, root, version="latest")
     assert sorted(os.listdir(root)) == ["2", "3"]  # the refused call wrote nothing
+
+
+def test_a_recurrent_analyzer_exports_with_its_loop_inside(tmp_path):
+    """A masked text model (Embedding → Bidirectional(LSTM) → Dense) served by TensorFlow alone."""
+    keras.utils.set_random_seed(6)
+    inp = keras.Input((7,), dtype="int32", name="tokens")
+    h = keras.layers.Embedding(30, 4, mask_zero=True)(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Bidirectional(keras.layers.LSTM(5))(h)))
+    analyzer = keras_dtd.LRP(model, keras_dtd.rules.Epsilon(0.001))
+    path = keras_dtd.export(analyzer, tmp_path / "serving")
+    tokens = np.random.default_rng(1).integers(1, 30, (4, 7)).astype("int32")
+    tokens[:, :2] = 0  # padding
+    np.save(tmp_path / "tokens.npy", tokens)
+    _run_tensorflow_only(
+        f"""
+loaded = tf.saved_model.load({path!r})
+out = loaded.signatures["serving_default"](tokens=tf.constant(np.load({str(tmp_path / "tokens.npy")!r})))
+np.save({str(tmp_path / "relevance.npy")!r}, out["relevance"].numpy())
+""",
+        tmp_path,
+    )
+    served = np.load(tmp_path / "relevance.npy")
+    expected = analyzer.analyze(tokens)
+    assert served.shape == tokens.shape and np.all(served[:, :2] == 0) and np.abs(served).max() > 0
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-7 * np.abs(expected).max())

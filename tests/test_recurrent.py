@@ -280,3 +280,34 @@ def test_a_masking_layer_masks_float_steps():
     np.testing.assert_allclose(
         relevance[:, 2:], analyzer.analyze(x, neuron_selection=1), rtol=1e-10, atol=1e-13
     )
+
+
+def test_stacked_recurrent_layers_match_the_replica():
+    inp = keras.Input((5, 3), dtype=F64)
+    first, second = L.SimpleRNN(4, return_sequences=True, dtype=F64), L.GRU(3, dtype=F64)
+    model = keras.Model(inp, L.Dense(2, use_bias=False, dtype=F64)(second(first(inp))))
+    rng = np.random.default_rng(10)
+    model.set_weights([rng.normal(0, 0.6, w.shape) for w in model.get_weights()])
+    x = rng.normal(size=(2, 5, 3))
+    relevance = LRP(model, rules.Epsilon(EPS)).analyze(x, neuron_selection=0)
+    top = model.layers[-1].get_weights()[0]
+    for xs, rs in zip(x, relevance):
+        hidden, _ = _replica(first, xs, np.zeros((5, 4)))
+        h, _ = _replica(second, hidden, np.zeros(3))
+        f = h @ top
+        _, r_hidden = _replica(second, hidden, _linear(h, top, f, np.array([f[0], 0.0])))
+        _, expected = _replica(first, xs, r_hidden)
+        np.testing.assert_allclose(rs, expected, atol=1e-10 * np.abs(expected).max(), rtol=0)
+
+
+def test_other_recurrent_structures_are_refused_by_name():
+    cells = L.StackedRNNCells([L.LSTMCell(3), L.LSTMCell(3)])
+    for make, message in (
+        (lambda: L.RNN(cells), "runs the cell StackedRNNCells"),
+        (lambda: L.ConvLSTM1D(2, 3), "runs the cell ConvLSTMCell"),
+    ):
+        inp = keras.Input((4, 5, 2) if "Conv" in message else (4, 2))
+        h = make()(inp)
+        model = keras.Model(inp, L.Dense(2)(L.Flatten()(h)))
+        with pytest.raises(keras_dtd.UnsupportedLayerError, match=message):
+            LRP(model, rules.Epsilon())

@@ -373,9 +373,7 @@ class LayerNormMap(LinearMap):
 
 
 class MatrixMap(LinearMap):
-    """z = x·W with W given as a tensor when the map is used: (in, out), or (batch, in, out)
-    with one matrix per sample (the pieces of a recurrent cell, e.g. a GRU's recurrent
-    weights scaled by its reset gate)."""
+    """z = x·W with W given as a tensor when the map is used (the pieces of a recurrent cell)."""
 
     def stack_axes(self):
         return -1, -2, None
@@ -384,12 +382,9 @@ class MatrixMap(LinearMap):
         return -1, -1
 
     def apply(self, inputs, kernel):
-        (x,) = inputs
-        return tf.einsum("bi,bij->bj", x, kernel) if kernel.shape.rank == 3 else tf.matmul(x, kernel)
+        return tf.matmul(inputs[0], kernel)
 
     def transpose(self, inputs, kernel, cotangent):
-        if kernel.shape.rank == 3:
-            return [tf.einsum("bj,bij->bi", cotangent, kernel)]
         return [tf.matmul(cotangent, kernel, transpose_b=True)]
 
 

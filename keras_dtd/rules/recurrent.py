@@ -18,7 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_dtd.core.kinds import Kind
-from keras_dtd.core.linear_maps import MatrixMap, WeightedSumMap
+from keras_dtd.core.linear_maps import LinearMap, MatrixMap, WeightedSumMap
 from keras_dtd.core.tracing import Node
 from keras_dtd.rules.base import LayerCall, Rule
 
@@ -133,12 +133,12 @@ def _states_before(kind, cell, weights, steps, mask_steps, zeros):
     return tuple(tf.concat([z[None], a[:-1]], 0) for z, a in zip(initial, after))
 
 
-def _linear_share(rule, layer, path, inputs, kernels, bias, r):
-    """The relevance of each input under ``rule`` for r at z = Σ_k inputs_k · kernels_k + bias
-    (kernels of shape (in, out), or (batch, in, out) when they differ per sample)."""
+def _linear_share(rule, layer, path, inputs, kernels, bias, r, linear_map=None):
+    """The relevance of each input under ``rule`` for r at z = Σ_k inputs_k · kernels_k + bias,
+    or at ``linear_map`` of the inputs side by side (default: their matrix product)."""
     x = tf.concat(inputs, -1)
     kernel = tf.concat(kernels, -2)
-    linear_map = MatrixMap()
+    linear_map = linear_map or MatrixMap()
     z = linear_map.apply([x], kernel)
     node = Node(
         layer=layer,
@@ -304,23 +304,37 @@ class _GRU:
         u = cell.units
         input_bias, recurrent_bias = _gru_biases(cell, bias, x_t.dtype)
         gate = slice(2 * u, 3 * u)  # z and (1 − z) get nothing; ĥ = tanh(·) passes R on
+        kernels, bias_h, linear_map = [kernel[:, gate], recurrent[:, gate]], input_bias[gate], None
         if cell.reset_after:  # contributions x_i W_ij and r_j h_k U_kj, biases b_in + r⊙b_rec
-            batch = tf.shape(x_t)[0]
-            kernels = [
-                tf.broadcast_to(kernel[None, :, gate], tf.concat([[batch], tf.shape(kernel[:, gate])], 0)),
-                recurrent[None, :, gate] * reset[:, None, :],
-            ]
-            bias_h = input_bias[gate]
+            inputs, linear_map = [x_t, h_previous], _ResetAfterMap(int(x_t.shape[-1]), reset)
             if recurrent_bias is not None:
                 bias_h = bias_h + reset * recurrent_bias[gate]
-            inputs = [x_t, h_previous]
         else:  # contributions (r_k h_k) U_kj: the reset gate gets nothing, h_{t−1} keeps it
-            kernels, bias_h = [kernel[:, gate], recurrent[:, gate]], input_bias[gate]
             inputs = [x_t, reset * h_previous]
         r_x, r_h_previous = _linear_share(
-            rule.linear, layer, path + "/candidate", inputs, kernels, bias_h, r_written
+            rule.linear, layer, path + "/candidate", inputs, kernels, bias_h, r_written, linear_map
         )
         return (r_kept + r_h_previous,), r_x
+
+
+class _ResetAfterMap(LinearMap):
+    """A GRU candidate's pre-activation with ``reset_after``, on [x | h] with the kernel [W; U]:
+    z = x·W + r⊙(h·U), the reset gate r scaling U's outputs per sample (r_j h_k U_kj)."""
+
+    def __init__(self, split, reset):
+        self.split = split
+        self.reset = reset
+
+    def apply(self, inputs, kernel):
+        (xh,) = inputs
+        s = self.split
+        return tf.matmul(xh[:, :s], kernel[:s]) + self.reset * tf.matmul(xh[:, s:], kernel[s:])
+
+    def transpose(self, inputs, kernel, cotangent):
+        s = self.split
+        to_x = tf.matmul(cotangent, kernel[:s], transpose_b=True)
+        to_h = tf.matmul(self.reset * cotangent, kernel[s:], transpose_b=True)
+        return [tf.concat([to_x, to_h], -1)]
 
 
 def _gru_biases(cell, bias, dtype):
