@@ -106,3 +106,15 @@ def test_faithfulness_table(tmp_path, capsys):
     assert rows["DTD bounded (z^B)"]["aopc"] > rows["random"]["aopc"]  # a trained net: relevance beats chance
     assert (tmp_path / "faithfulness.png").stat().st_size > 10_000
     assert "| DTD |" in capsys.readouterr().out
+
+
+def test_sentiment_lstm_puts_relevance_on_the_planted_words(tmp_path, capsys):
+    result = _example("sentiment_lstm").main(
+        ["--train", "1500", "--epochs", "5", "--explain", "60", "--out", str(tmp_path)]
+    )
+    assert result["accuracy"] > 0.9
+    assert result["planted_share"]["LRP-ε (Arras et al.)"] > 0.6
+    aopc = result["aopc"]
+    assert aopc["LRP-ε (Arras et al.)"] > aopc["random"]
+    assert (tmp_path / "sentiment_lstm.png").stat().st_size > 10_000
+    assert "token deletion AOPC" in capsys.readouterr().out

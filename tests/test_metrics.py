@@ -140,3 +140,26 @@ def test_bad_parameters_are_named(kwargs, message):
         metrics.pixel_flipping(model, x, x, **kwargs)
     with pytest.raises(ValueError, match="relevance has shape"):
         metrics.deletion(model, x, x[:, :4])
+
+
+def _token_sum(vocabulary=5):
+    """f = Σ_t id_t: an Embedding holding each id's own value, summed by a Dense of ones."""
+    inp = keras.Input((3,), dtype="int32")
+    embedding = keras.layers.Embedding(vocabulary, 1)
+    dense = keras.layers.Dense(1, use_bias=False)
+    model = keras.Model(inp, dense(keras.layers.Flatten()(embedding(inp))))
+    embedding.set_weights([np.arange(vocabulary, dtype="float32")[:, None]])
+    dense.set_weights([np.ones((3, 1), "float32")])
+    return model
+
+
+def test_token_deletion_replaces_tokens_by_the_padding_id_most_relevant_first():
+    model, tokens = _token_sum(), np.array([[3, 1, 2]])
+    result = metrics.token_deletion(model, tokens, tokens.astype(float), steps=3)
+    np.testing.assert_allclose(result.curves, [[6, 3, 1, 0]])  # 3 goes first, then 2, then 1
+    np.testing.assert_allclose(result.score, [(3 + 5 + 6) / 3])
+    assert result.metric == "token_deletion"
+    lerf = metrics.token_deletion(model, tokens, tokens.astype(float), order="lerf", steps=3, pad_id=4)
+    np.testing.assert_allclose(lerf.curves, [[6, 9, 11, 12]])  # ids replaced by 4, least relevant first
+    with pytest.raises(ValueError, match="integer ids"):
+        metrics.token_deletion(model, tokens.astype(float), tokens, steps=3)

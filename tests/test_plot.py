@@ -101,3 +101,15 @@ def test_grid_image_tiles_sign_coloured_cells():
     np.testing.assert_allclose(centres[0], (255, 0, 0), atol=30)  # positive: red
     np.testing.assert_allclose(centres[1], (0, 0, 255), atol=30)  # negative: blue
     np.testing.assert_allclose(centres[2], (255, 255, 255), atol=3)  # zero: neutral white
+
+
+def test_text_colours_words_by_the_sign_of_their_relevance(tmp_path):
+    fig = plot.text(["good", "plain", "bad"], [1.0, 0.0, -1.0], save=tmp_path / "text.png")
+    pixels = _pixels(fig)
+    reds = (pixels[..., 0] > 0.8) & (pixels[..., 1] < 0.2) & (pixels[..., 2] < 0.2)
+    blues = (pixels[..., 2] > 0.8) & (pixels[..., 0] < 0.2) & (pixels[..., 1] < 0.2)
+    assert reds.sum() > 50 and blues.sum() > 50
+    assert np.nonzero(reds)[1].mean() < np.nonzero(blues)[1].mean()  # "good" left of "bad"
+    assert (tmp_path / "text.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="one relevance value per word"):
+        plot.text(["a", "b"], [1.0])

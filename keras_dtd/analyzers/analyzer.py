@@ -269,10 +269,12 @@ class Analyzer:
         """
         return checks.check_selection(neuron_selection, n, self._output_size)
 
-    def forward(self, inputs) -> ForwardPass:
+    def forward(self, inputs, watch=None) -> ForwardPass:
         """The model on tensors, as keras_dtd computes it (inference mode, a final
-        softmax or sigmoid stripped): a :class:`ForwardPass`."""
-        values, _ = self._forward(inputs, tapes=False)
+        softmax or sigmoid stripped): a :class:`ForwardPass`. ``watch``: a GradientTape on
+        which the outputs of layers reading integer model inputs (embeddings of token ids)
+        are watched, so that gradients can be taken there."""
+        values, _ = self._forward(inputs, tapes=False, watch=watch)
         layers = {node.path: values[node.outputs[0]] for node in self._graph.nodes}
         return ForwardPass(values[self._output_id], layers)
 
@@ -394,7 +396,7 @@ class Analyzer:
         )
         return tuple(id(v) for v in self.model.variables), states
 
-    def _forward(self, inputs, tapes):
+    def _forward(self, inputs, tapes, watch=None):
         """Run the traced graph on ``inputs``. With ``tapes``, a call whose rule takes a VJP
         through it is recorded on a tape of its own, on identity copies of its inputs, so
         the VJP walks only that layer (one tape for the whole pass would make every VJP
@@ -402,6 +404,7 @@ class Analyzer:
         node: (inputs, (kernel, bias), Σ_i x_i w_ij or None, tape or None))."""
         graph = self._graph
         values = dict(zip(graph.inputs, inputs))
+        integer_inputs = {i for i, x in zip(graph.inputs, inputs) if not x.dtype.is_floating}
         calls = []
         for k, node in enumerate(graph.nodes):
             args = [values[i] for i in node.inputs]
@@ -414,6 +417,8 @@ class Analyzer:
                 if tape is not None:
                     tape.watch([a for a in args if a.dtype.is_floating])
                 outputs, linear = node.forward_linear(args, parameters)
+                if watch is not None and integer_inputs & set(node.inputs):
+                    watch.watch([o for o in outputs if o.dtype.is_floating])
                 values.update(zip(node.outputs, outputs))
             calls.append((args, parameters or (None, None), linear, tape))
         return values, calls

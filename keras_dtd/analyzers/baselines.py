@@ -2,16 +2,20 @@
 
 f is the selected output (a final softmax is stripped); the selection is made at x and
 kept along paths and under noise. ``postprocess`` ("abs", "square" or None) applies to
-each gradient.
+each gradient. For an integer input (token ids) :class:`Gradient` and
+:class:`InputTimesGradient` take the gradient at the embedding vectors e of each token and
+sum over their entries: R_t = Σ_d post(∂f/∂e_td), or Σ_d e_td ∂f/∂e_td.
 """
 
 from __future__ import annotations
 
 import warnings
 
+import keras
 import tensorflow as tf
 
 from keras_dtd.analyzers.analyzer import Analyzer, RelevancePass, per_sample_sum
+from keras_dtd.core.kinds import Kind
 
 _POSTPROCESS = (None, "abs", "square")
 
@@ -25,6 +29,7 @@ class Gradient(Analyzer):
             raise ValueError(f"postprocess must be None, 'abs' or 'square', got {postprocess!r}.")
         super().__init__(model, None, positive_output=False, **kwargs)
         self.postprocess = postprocess
+        self._embeddings = _embeddings_of_integer_inputs(self)
 
     def _post(self, grads):
         if self.postprocess == "abs":
@@ -45,6 +50,14 @@ class Gradient(Analyzer):
         tape, f = self._taped(inputs)
         return self._post(tape.gradient(f, inputs, output_gradients=mask))
 
+    def _refuse_integer_inputs(self):
+        if any(paths for paths in self._embeddings):
+            raise ValueError(
+                f"{type(self).__name__} moves the model's inputs, and an input of model "
+                f"'{self.model.name}' is integer (token ids). Use Gradient or InputTimesGradient, which "
+                "take the gradient at the embeddings, or a rule-based analyzer (LRP, DTD)."
+            )
+
     def _selection(self, inputs, indices, all_outputs):
         f = self.forward(inputs).output
         mask, score = self.select(f, indices, all_outputs)
@@ -52,20 +65,50 @@ class Gradient(Analyzer):
 
     def relevance_pass(self, inputs, indices, all_outputs=False, keep_layers=False):
         """One forward pass serves the selection and the gradient."""
-        tape, f = self._taped(inputs)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([x for x in inputs if x.dtype.is_floating])
+            forward = self.forward(inputs, watch=tape)
+        f = forward.output
         mask, score = self.select(f, indices, all_outputs)
-        maps = self._map(inputs, lambda: self._post(tape.gradient(f, inputs, output_gradients=mask)))
+        embedded = [[forward.layers[path] for path in paths] for paths in self._embeddings]
+        sources = [e if e else x for x, e in zip(inputs, embedded)]
+        gradients = tape.gradient(f, sources, output_gradients=mask)
+        maps = [self._map(k, x, g, e) for k, (x, g, e) in enumerate(zip(inputs, gradients, embedded))]
         return RelevancePass(maps, score, per_sample_sum(mask * f), {}, {})
 
-    def _map(self, inputs, gradients):
-        return gradients()
+    def _map(self, k, x, gradient, embedded):
+        """The map of input k from its gradient (at the embeddings ``embedded`` of token ids)."""
+        if not embedded:
+            return self._post([gradient])[0]
+        return tf.add_n([tf.reduce_sum(g, -1) for g in self._post(gradient)])
 
 
 class InputTimesGradient(Gradient):
     """R_i = x_i · ∂f/∂x_i (Shrikumar et al. 2016)."""
 
-    def _map(self, inputs, gradients):
-        return [x * g for x, g in zip(inputs, gradients())]
+    def _map(self, k, x, gradient, embedded):
+        if not embedded:
+            return x * gradient
+        return tf.add_n([tf.reduce_sum(e * g, -1) for e, g in zip(embedded, gradient)])
+
+
+def _embeddings_of_integer_inputs(analyzer):
+    """Per model input: [] for a float input; for an integer one (token ids), the paths of the
+    embedding layers reading it, where gradients are taken instead (refused without one)."""
+    graph = analyzer.graph
+    found = []
+    for k, (i, dtype) in enumerate(zip(graph.inputs, graph.input_dtypes)):
+        if "int" not in dtype:
+            found.append([])
+            continue
+        readers = [node for node in graph.nodes if i in node.inputs and node.kind != Kind.MASK]
+        if not readers or any(node.kind != Kind.EMBEDDING for node in readers):
+            raise ValueError(
+                f"Input {k} of model '{analyzer.model.name}' is integer ({dtype}) and is read by layers "
+                "other than Embedding; gradients need a float input or embeddings of token ids."
+            )
+        found.append([node.path for node in readers])
+    return found
 
 
 def _references(reference, inputs):
@@ -85,6 +128,7 @@ class IntegratedGradients(Gradient):
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int, got {steps!r}.")
         super().__init__(model, postprocess=postprocess, **kwargs)
+        self._refuse_integer_inputs()
         self.reference_inputs = reference_inputs
         self.steps = steps
 
@@ -115,6 +159,7 @@ class SmoothGrad(Gradient):
         if not noise_scale >= 0:
             raise ValueError(f"noise_scale must be >= 0, got {noise_scale!r}.")
         super().__init__(model, postprocess=postprocess, **kwargs)
+        self._refuse_integer_inputs()
         self.augment_by_n = augment_by_n
         self.noise_scale = float(noise_scale)
         self.seed = int(seed)
@@ -140,8 +185,8 @@ class SmoothGrad(Gradient):
 class InputValues(Gradient):
     """The input itself, R = x: a reference map (iNNvestigate's "input")."""
 
-    def _map(self, inputs, gradients):
-        return list(inputs)
+    def _map(self, k, x, gradient, embedded):
+        return x if x.dtype.is_floating else tf.cast(x, keras.config.floatx())
 
 
 class Random(Gradient):
@@ -152,11 +197,9 @@ class Random(Gradient):
         self.stddev = float(stddev)
         self.seed = int(seed)
 
-    def _map(self, inputs, gradients):
-        return [
-            x + self.stddev * tf.random.stateless_normal(tf.shape(x), [self.seed, j], dtype=x.dtype)
-            for j, x in enumerate(inputs)
-        ]
+    def _map(self, k, x, gradient, embedded):
+        x = x if x.dtype.is_floating else tf.cast(x, keras.config.floatx())
+        return x + self.stddev * tf.random.stateless_normal(tf.shape(x), [self.seed, k], dtype=x.dtype)
 
 
 __all__ = ["Gradient", "InputTimesGradient", "IntegratedGradients", "SmoothGrad", "InputValues", "Random"]

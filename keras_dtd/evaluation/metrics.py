@@ -4,6 +4,8 @@
   are perturbed in the order of their relevance, most relevant first ("morf"), least
   relevant first ("lerf") or at random; score = AOPC, the mean over steps k = 1..K of
   f(x⁰) − f(xᵏ) (higher is better for MoRF).
+- :func:`token_deletion`: pixel-flipping for token sequences: tokens replaced by the padding
+  id in the order of their relevance; score = AOPC.
 - :func:`deletion` / :func:`insertion` (RISE, Petsiuk et al. 2018): patches removed from x,
   or revealed on the perturbed image, most relevant first; score = area under the curve
   of f against the perturbed fraction (lower is better for deletion, higher for insertion).
@@ -153,7 +155,7 @@ def _steps(scorer, x, start, end, ranks, indices, counts):
         return k + 1, curves.write(k, selected(tf.where(ranks < counts[k], end, start)))
 
     n_steps = tf.shape(counts)[0]
-    _, curves = tf.while_loop(lambda k, _: k < n_steps, body, (0, tf.TensorArray(start.dtype, size=n_steps)))
+    _, curves = tf.while_loop(lambda k, _: k < n_steps, body, (0, tf.TensorArray(mask.dtype, size=n_steps)))
     return tf.transpose(curves.stack())
 
 
@@ -259,3 +261,29 @@ def insertion(
         batch_size,
     )
     return FaithfulnessResult(curves, _area(curves, fractions), fractions, "insertion", order)
+
+
+def token_deletion(
+    model,
+    tokens,
+    relevance,
+    order="morf",
+    steps=10,
+    pad_id=0,
+    neuron_selection="max_activation",
+    seed=0,
+    batch_size=32,
+) -> FaithfulnessResult:
+    """Token deletion (Arras et al. 2017): the tokens of ``tokens`` (n, L) replaced by ``pad_id``
+    (with ``mask_zero=True``, a masked step) in the order of ``relevance`` (n, L), most relevant
+    first ("morf"), least relevant first ("lerf") or at random; score = AOPC =
+    (1/K) Σ_{k=1..K} f(x⁰) − f(xᵏ) per sample (higher is better for MoRF)."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2 or tokens.dtype.kind not in "iu":
+        raise ValueError(
+            f"tokens must be integer ids of shape (n, L); received {tokens.dtype} {tokens.shape}."
+        )
+    result = pixel_flipping(
+        model, tokens, relevance, order, 1, steps, "constant", pad_id, neuron_selection, seed, batch_size
+    )
+    return dataclasses.replace(result, metric="token_deletion")

@@ -143,6 +143,45 @@ def feature_bars(r, names, title=None, save=None) -> Figure:
     return _finish(fig, save)
 
 
+def text(words, r, cmap="bwr", title=None, width=8.0, per_line=None, save=None) -> Figure:
+    """Words on backgrounds coloured by their relevance ``r`` (one value per word; signs kept,
+    the scale symmetric around zero), wrapped into lines of about ``per_line`` characters
+    (default: what ``width`` inches hold). Padding can be left out by passing fewer words."""
+    words = [str(w) for w in words]
+    r = np.asarray(r, dtype=float).reshape(-1)
+    if len(words) != len(r):
+        raise ValueError(f"text needs one relevance value per word: {len(words)} words, {len(r)} values.")
+    per_line = per_line or max(10, int(width * 9))
+    lines, line, used = [], [], 0
+    for k, word in enumerate(words):
+        if line and used + len(word) + 1 > per_line:
+            lines.append(line)
+            line, used = [], 0
+        line.append(k)
+        used += len(word) + 1
+    if line:
+        lines.append(line)
+    fig = Figure(figsize=(width, 0.35 * len(lines) + (0.45 if title else 0.15)))
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.set_axis_off()
+    colours, limit = _cmap(cmap), _limit(r)
+    step, top = 1.0 / per_line, 1.0 - (0.45 / fig.get_figheight() if title else 0.1 / fig.get_figheight())
+    height = (top - 0.02) / max(len(lines), 1)
+    for row, indices in enumerate(lines):
+        x = 0.01
+        for k in indices:
+            box = {"facecolor": colours(0.5 + 0.5 * r[k] / limit), "edgecolor": "none", "pad": 1.5}
+            y = top - (row + 0.5) * height
+            ink = "white" if abs(r[k]) > 0.6 * limit else "black"
+            ax.text(
+                x, y, words[k], va="center", ha="left", family="monospace", fontsize=10, bbox=box, color=ink
+            )
+            x += (len(words[k]) + 1) * step
+    if title:
+        ax.text(0.01, 1 - 0.2 / fig.get_figheight(), title, va="center", ha="left", fontsize=11)
+    return _finish(fig, save)
+
+
 def grid_image(relevance, cmap="bwr", ncols=8, scale=8, gap=2) -> np.ndarray:
     """The maps as one RGB uint8 image (no matplotlib figure: fast enough to log each step).
     Each map has its own symmetric colour scale; cells are enlarged ``scale`` times."""
