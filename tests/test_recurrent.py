@@ -222,20 +222,6 @@ def test_unsupported_recurrent_options_are_refused_by_name():
             LRP(model, rules.Epsilon())
 
 
-class _Cell(L.Layer):
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.state_size = units
-
-    def build(self, input_shape):
-        self.w = self.add_weight(shape=(input_shape[-1], self.units))
-
-    def call(self, x, states):
-        h = keras.ops.tanh(keras.ops.matmul(x, self.w) + states[0])
-        return h, [h]
-
-
 @pytest.mark.parametrize(
     "make",
     [
@@ -300,10 +286,26 @@ def test_stacked_recurrent_layers_match_the_replica():
         np.testing.assert_allclose(rs, expected, atol=1e-10 * np.abs(expected).max(), rtol=0)
 
 
+def test_stacked_cells_are_their_layers_one_after_the_other():
+    """RNN(StackedRNNCells([SimpleRNNCell, GRUCell])) gives the maps of SimpleRNN(return_sequences) → GRU.
+    In float32: Keras' stacked cells keep a float32 initial state, which fails in float64 graphs."""
+    inp = keras.Input((5, 3))
+    stacked = keras.Model(inp, L.Dense(2)(L.RNN(L.StackedRNNCells([L.SimpleRNNCell(4), L.GRUCell(3)]))(inp)))
+    twin = keras.Model(inp, L.Dense(2)(L.GRU(3)(L.SimpleRNN(4, return_sequences=True)(inp))))
+    rng = np.random.default_rng(11)
+    stacked.set_weights([rng.normal(0, 0.6, w.shape) for w in stacked.get_weights()])
+    twin.set_weights(stacked.get_weights())
+    x = rng.normal(size=(3, 5, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(stacked(x)), np.asarray(twin(x)), rtol=1e-5, atol=1e-6)
+    for analyzer in (lambda m: LRP(m, rules.Epsilon(EPS)), lambda m: LRP(m, rules.ZPlus())):
+        expected = analyzer(twin).analyze(x)  # float32 rounding of two equal computations: 1e-5 of max |R|
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(analyzer(stacked).analyze(x), expected, rtol=0, atol=1e-5 * scale)
+
+
 def test_other_recurrent_structures_are_refused_by_name():
-    cells = L.StackedRNNCells([L.LSTMCell(3), L.LSTMCell(3)])
     for make, message in (
-        (lambda: L.RNN(cells), "runs the cell StackedRNNCells"),
+        (lambda: L.RNN(L.StackedRNNCells([L.LSTMCell(3), _Cell(3)])), "runs the cell _Cell"),
         (lambda: L.ConvLSTM1D(2, 3), "runs the cell ConvLSTMCell"),
     ):
         inp = keras.Input((4, 5, 2) if "Conv" in message else (4, 2))
@@ -311,3 +313,17 @@ def test_other_recurrent_structures_are_refused_by_name():
         model = keras.Model(inp, L.Dense(2)(L.Flatten()(h)))
         with pytest.raises(keras_dtd.UnsupportedLayerError, match=message):
             LRP(model, rules.Epsilon())
+
+
+class _Cell(L.Layer):
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1], self.units))
+
+    def call(self, x, states):
+        h = keras.ops.tanh(keras.ops.matmul(x, self.w) + states[0])
+        return h, [h]

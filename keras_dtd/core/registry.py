@@ -325,11 +325,16 @@ def _check_recurrent(layer):
             )
         layers = [layer.forward_layer, layer.backward_layer]
     for inner in layers:
-        if type(inner.cell).__name__ not in _CELLS or type(inner.cell).__module__.split(".")[0] != "keras":
+        cells = getattr(inner.cell, "cells", [inner.cell])  # a StackedRNNCells: each of its cells
+        unknown = [
+            c for c in cells if type(c).__name__ not in _CELLS or type(c).__module__.split(".")[0] != "keras"
+        ]
+        if unknown or type(inner.cell).__module__.split(".")[0] != "keras":
             raise UnsupportedLayerError(
-                f"{name} runs the cell {type(inner.cell).__name__}; keras_dtd explains Keras' LSTMCell, "
-                "GRUCell and SimpleRNNCell. Register what your cell computes as a layer of its own "
-                "(keras_dtd.register_layer) or give the layer a rule with layer_rules=."
+                f"{name} runs the cell {type((unknown or [inner.cell])[0]).__name__}; keras_dtd explains "
+                "Keras' LSTMCell, GRUCell and SimpleRNNCell (also in a StackedRNNCells). Register what your "
+                "cell computes as a layer of its own (keras_dtd.register_layer) or give the layer a rule "
+                "with layer_rules=."
             )
         for option in ("stateful", "return_state"):
             if getattr(inner, option, False):

@@ -79,24 +79,44 @@ class Recurrent(Rule):
 
 def _explain(rule, layer, path, x, mask, r):
     """The relevance of the layer's input sequence x (batch, time, features) for the relevance
-    r of its output (batch, units), or of every step's output with ``return_sequences``."""
-    cell = layer.cell
-    kind = _CELLS[type(cell).__name__]
-    weights = _weights(cell, x.dtype)
+    r of its output (batch, units), or of every step's output with ``return_sequences``. A
+    ``StackedRNNCells`` is its cells one after the other, each reading the outputs of the one
+    before at every step."""
 
     def in_reading_order(t):  # (batch, time, ...) → (time, batch, ...), as the layer reads it
         return tf.transpose(tf.reverse(t, [1]) if layer.go_backwards else t, [1, 0, *range(2, t.shape.rank)])
 
-    steps = in_reading_order(x)
+    cells = getattr(layer.cell, "cells", [layer.cell])
+    steps = [in_reading_order(x)]
     mask_steps = None if mask is None else in_reading_order(mask)
     batch = tf.shape(x)[0]
-    zeros = tf.zeros(tf.stack([batch, cell.units]), x.dtype)
+    for cell in cells[:-1]:  # the sequences between stacked cells
+        zeros = tf.zeros(tf.stack([batch, cell.units]), x.dtype)
+        _, after = _states(
+            _CELLS[type(cell).__name__], cell, _weights(cell, x.dtype), steps[-1], mask_steps, zeros
+        )
+        steps.append(after[0])
+    units = cells[-1].units
     if layer.return_sequences:
         r_steps = tf.transpose(r, [1, 0, 2])
     else:  # relevance arrives at the last step only
-        earlier = tf.zeros(tf.stack([tf.shape(steps)[0] - 1, batch, cell.units]), x.dtype)
+        earlier = tf.zeros(tf.stack([tf.shape(steps[0])[0] - 1, batch, units]), x.dtype)
         r_steps = tf.concat([earlier, r[None]], 0)
-    saved = kind.parts(cell, weights, steps, _states_before(kind, cell, weights, steps, mask_steps, zeros))
+    for k in reversed(range(len(cells))):
+        name = path if len(cells) == 1 else f"{path}/cell_{k}"
+        r_steps = _explain_cell(rule, layer, name, cells[k], steps[k], mask_steps, r_steps)
+    r_x = tf.transpose(r_steps, [1, 0, 2])
+    return tf.reverse(r_x, [1]) if layer.go_backwards else r_x
+
+
+def _explain_cell(rule, layer, path, cell, steps, mask_steps, r_steps):
+    """The relevance of a cell's inputs at every step (time-major, in reading order) for the
+    relevance ``r_steps`` of its outputs at every step."""
+    kind = _CELLS[type(cell).__name__]
+    weights = _weights(cell, steps.dtype)
+    zeros = tf.zeros(tf.stack([tf.shape(steps)[1], cell.units]), steps.dtype)
+    before, _ = _states(kind, cell, weights, steps, mask_steps, zeros)
+    saved = kind.parts(cell, weights, steps, before)
 
     def step(carry, elements):
         r_step, saved_t, x_t = elements[:3]
@@ -112,13 +132,12 @@ def _explain(rule, layer, path, x, mask, r):
     relevance = tf.scan(
         lambda accumulated, e: step(accumulated[0], e), elements, (initial, steps[0]), reverse=True
     )
-    r_x = tf.transpose(relevance[1], [1, 0, 2])
-    return tf.reverse(r_x, [1]) if layer.go_backwards else r_x
+    return relevance[1]
 
 
-def _states_before(kind, cell, weights, steps, mask_steps, zeros):
-    """The state (h, and c for an LSTM) before each step, (time, batch, units) each; a masked
-    step keeps the state it was given."""
+def _states(kind, cell, weights, steps, mask_steps, zeros):
+    """(states before each step, states after it): the state (h, and c for an LSTM),
+    (time, batch, units) each; a masked step keeps the state it was given."""
     initial = tuple(zeros for _ in range(kind.carries))
 
     def step(state, elements):
@@ -130,7 +149,7 @@ def _states_before(kind, cell, weights, steps, mask_steps, zeros):
         return tuple(tf.where(kept, n, o) for n, o in zip(new, state))
 
     after = tf.scan(step, steps if mask_steps is None else (steps, mask_steps), initial)
-    return tuple(tf.concat([z[None], a[:-1]], 0) for z, a in zip(initial, after))
+    return tuple(tf.concat([z[None], a[:-1]], 0) for z, a in zip(initial, after)), after
 
 
 def _linear_share(rule, layer, path, inputs, kernels, bias, r, linear_map=None):
