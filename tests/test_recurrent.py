@@ -327,3 +327,66 @@ class _Cell(L.Layer):
     def call(self, x, states):
         h = keras.ops.tanh(keras.ops.matmul(x, self.w) + states[0])
         return h, [h]
+
+
+def test_time_distributed_layers_are_their_inner_layer_at_every_step():
+    """TimeDistributed(Dense) against Dense on the last axis; TimeDistributed(Conv2D) → (GAP) on
+    frames against the same Conv2D applied to each frame by slicing."""
+    rng = np.random.default_rng(12)
+
+    def dense_models():
+        inp = keras.Input((5, 3), dtype=F64)
+        wrapped = L.TimeDistributed(L.Dense(4, activation="relu", dtype=F64), dtype=F64)(inp)
+        plain = L.Dense(4, activation="relu", dtype=F64)(inp)
+        top = lambda h: L.Dense(2, dtype=F64)(L.Flatten(dtype=F64)(h))  # noqa: E731
+        return keras.Model(inp, top(wrapped)), keras.Model(inp, top(plain)), rng.normal(size=(3, 5, 3))
+
+    def video_models():
+        inp = keras.Input((2, 6, 6, 1), dtype=F64)
+        conv, gap = L.Conv2D(3, 3, activation="relu", dtype=F64), L.GlobalAveragePooling2D(dtype=F64)
+        wrapped = L.TimeDistributed(gap, dtype=F64)(L.TimeDistributed(conv, dtype=F64)(inp))
+        shared = L.Conv2D(3, 3, activation="relu", dtype=F64)
+        frames = [L.GlobalAveragePooling2D(dtype=F64)(shared(inp[:, t])) for t in range(2)]
+        sliced = keras.ops.stack(frames, axis=1)
+        top = lambda h: L.Dense(2, dtype=F64)(L.Flatten(dtype=F64)(h))  # noqa: E731
+        return (
+            keras.Model(inp, top(wrapped)),
+            keras.Model(inp, top(sliced)),
+            rng.uniform(0, 1, (3, 2, 6, 6, 1)),
+        )
+
+    for build in (dense_models, video_models):
+        model, twin, x = build()
+        model.set_weights([rng.normal(0, 0.5, w.shape) for w in model.get_weights()])
+        twin.set_weights(model.get_weights())
+        np.testing.assert_allclose(np.asarray(model(x)), np.asarray(twin(x)), rtol=1e-12)
+        for analyzer in (
+            lambda m: LRP(m, rules.Epsilon(EPS)),
+            lambda m: DTD(m),
+            lambda m: LRP(m, rules.ZPlus()),
+        ):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", keras_dtd.ZeroRelevanceWarning)
+                expected = analyzer(twin).analyze(x)
+                np.testing.assert_allclose(analyzer(model).analyze(x), expected, rtol=1e-10, atol=1e-13)
+
+
+def test_streams_and_the_training_callback_work_with_recurrent_analyzers(tmp_path):
+    import tensorflow as tf
+
+    from keras_dtd.callbacks import RelevanceMonitor
+
+    keras.utils.set_random_seed(13)
+    inp = keras.Input((6,), dtype="int32")
+    h = L.Bidirectional(L.GRU(4))(L.Embedding(12, 3, mask_zero=True)(inp))
+    model = keras.Model(inp, L.Dense(2)(h))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(13)
+    tokens, labels = rng.integers(0, 12, (40, 6)).astype("int32"), rng.integers(0, 2, 40).astype("int32")
+    analyzer = LRP(model, rules.Epsilon(EPS), batch_size=8)
+    streamed = analyzer.analyze(tf.data.Dataset.from_tensor_slices(tokens).batch(7), verbose=0)
+    np.testing.assert_allclose(streamed, analyzer.analyze(tokens), rtol=1e-6, atol=1e-8)
+    monitor = RelevanceMonitor(tokens[:4], tmp_path, method=lambda m: LRP(m, rules.Epsilon(EPS)))
+    model.fit(tokens, labels, epochs=2, batch_size=8, verbose=0, callbacks=[monitor])
+    maps = [monitor.history[step] for step in sorted(monitor.history)]
+    assert len(maps) == 2 and maps[-1].shape == (4, 6) and np.abs(maps[-1] - maps[0]).max() > 0

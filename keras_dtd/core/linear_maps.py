@@ -372,6 +372,45 @@ class LayerNormMap(LinearMap):
         return z
 
 
+class TimeDistributedMap(LinearMap):
+    """A TimeDistributed layer's map: its inner layer's map at every step, on the input with
+    batch and time merged, (batch · time, ...)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.diagonal = inner.diagonal
+        self.fixed_weights = inner.fixed_weights
+
+    def parameters(self, inputs):
+        return self.inner.parameters([_merge_time(x) for x in inputs])
+
+    def stack_axes(self):
+        axes = self.inner.stack_axes()
+        return axes if axes is not None and all(a is None or a < 0 for a in axes) else None
+
+    def output_stack_axes(self):
+        axes = self.inner.output_stack_axes()
+        return axes if axes is not None and all(a < 0 for a in axes) else None
+
+    def apply(self, inputs, kernel):
+        return _split_time(self.inner.apply([_merge_time(x) for x in inputs], kernel), inputs[0])
+
+    def transpose(self, inputs, kernel, cotangent):
+        merged = [_merge_time(x) for x in inputs]
+        return [
+            _split_time(g, x)
+            for g, x in zip(self.inner.transpose(merged, kernel, _merge_time(cotangent)), inputs)
+        ]
+
+
+def _merge_time(x):
+    return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
+
+
+def _split_time(z, like):
+    return tf.reshape(z, tf.concat([tf.shape(like)[:2], tf.shape(z)[1:]], 0))
+
+
 class MatrixMap(LinearMap):
     """z = x·W with W given as a tensor when the map is used (the pieces of a recurrent cell)."""
 
@@ -434,7 +473,8 @@ class BatchNormMap(LinearMap):
 
 class FixedLinearMap(LinearMap):
     """A map with fixed non-negative weights evaluated by the layer itself (average pooling,
-    Average, mean, sum)."""
+    Average, mean, sum), with the node's other arguments (or none: a TimeDistributed layer's
+    inner layer gets the tensors only)."""
 
     fixed_weights = True
 
@@ -442,6 +482,8 @@ class FixedLinearMap(LinearMap):
         self.node = node
 
     def apply(self, inputs, kernel):
+        if self.node.arguments is None:
+            return self.node.layer(*inputs)
         tensor_dict = {id(t): x for t, x in zip(self.node.arguments.keras_tensors, inputs)}
         args, kwargs = self.node.arguments.fill_in(tensor_dict)
         return self.node.layer(*args, **kwargs)

@@ -428,13 +428,35 @@ def in_group(layer, group: str) -> bool:
 
 def lookup(layer, n_tensor_inputs=1) -> LayerType | None:
     """The entry of a layer (the most specific registered class in its MRO) or of a
-    ``keras.ops`` operation (by name and number of tensor arguments), or None."""
+    ``keras.ops`` operation (by name and number of tensor arguments), or None. A
+    TimeDistributed layer has its inner layer's entry, its map applied at every step."""
     name = operation_name(layer)
+    if isinstance(layer, KL.TimeDistributed):
+        return _time_distributed(lookup(layer.layer))
     if name is None:
         return next((_REGISTRY[c] for c in type(layer).__mro__ if c in _REGISTRY), None)
     if name in _OPERATIONS:
         return _OPERATIONS[name][0 if n_tensor_inputs == 1 else 1]
     return _ELEMENTWISE if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else None
+
+
+def _time_distributed(inner):
+    """The entry of a TimeDistributed layer from its inner layer's (None where steps interact)."""
+    if inner is None or inner.kind in (Kind.RECURRENT, Kind.EMBEDDING, Kind.GATE):
+        return None
+
+    def linear_map(node, batch_norm):
+        maps = inner.linear_map(dataclasses.replace(node, layer=node.layer.layer, arguments=None), batch_norm)
+        return (
+            tuple(map(M.TimeDistributedMap, maps)) if isinstance(maps, tuple) else M.TimeDistributedMap(maps)
+        )
+
+    def check(layer):
+        if inner.check is not None:
+            inner.check(layer.layer)
+
+    built = inner.linear_map is not None
+    return LayerType(inner.kind, linear_map if built else None, False, inner.keeps_sign, inner.group, check)
 
 
 def kind_of(layer, n_tensor_inputs=1) -> str | None:
@@ -465,6 +487,8 @@ def activation_name(layer) -> str:
         return "softmax"
     if isinstance(layer, KL.Bidirectional):
         return activation_name(layer.forward_layer)
+    if isinstance(layer, KL.TimeDistributed):
+        return activation_name(layer.layer)
     if isinstance(layer, KL.ReLU):
         if layer.negative_slope:
             return "leaky_relu"

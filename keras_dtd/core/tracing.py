@@ -91,7 +91,12 @@ class Node:
             kernel, bias = self.linear_map.parameters(inputs) if parameters is None else parameters
             linear = self.linear_map.apply(inputs, kernel)
             z = linear if bias is None else linear + bias
-            return [z if self.activation == "linear" else self.layer.activation(z)], linear
+            if self.activation == "linear":
+                return [z], linear
+            function = (
+                getattr(self.layer, "activation", None) or self.layer.layer.activation
+            )  # TimeDistributed
+            return [function(z)], linear
         if self.kind == Kind.STRIPPED:
             return [inputs[0]], None
         tensor_dict = {id(t): x for t, x in zip(self.arguments.keras_tensors, inputs)}
