@@ -390,3 +390,45 @@ def test_streams_and_the_training_callback_work_with_recurrent_analyzers(tmp_pat
     model.fit(tokens, labels, epochs=2, batch_size=8, verbose=0, callbacks=[monitor])
     maps = [monitor.history[step] for step in sorted(monitor.history)]
     assert len(maps) == 2 and maps[-1].shape == (4, 6) and np.abs(maps[-1] - maps[0]).max() > 0
+
+
+def test_dtd_gives_a_recurrent_first_layer_the_first_layer_rule():
+    """DTD on float inputs → SimpleRNN → Dense(1): w² for the input's contributions at every step,
+    z⁺ for the state's (hidden units), z⁺ at the top; against the float64 replica. With
+    input_range, z^B: conservative and positive."""
+    inp = keras.Input((4, 3), dtype=F64)
+    rnn = L.SimpleRNN(3, use_bias=False, dtype=F64)
+    model = keras.Model(inp, L.Dense(1, use_bias=False, dtype=F64)(rnn(inp)))
+    rng = np.random.default_rng(14)
+    model.set_weights([rng.normal(0, 0.6, w.shape) for w in model.get_weights()])
+    kernel, recurrent, top = (w.astype(np.float64) for w in model.get_weights())
+    x = rng.uniform(-1, 1, (5, 4, 3))
+    with pytest.warns(keras_dtd.NonReLUWarning):
+        analyzer = DTD(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_dtd.ZeroRelevanceWarning)
+        relevance = analyzer.analyze(x)
+    for xs, rs in zip(x, relevance):
+        hs = [np.zeros(3)]
+        for x_t in xs:
+            hs.append(np.tanh(x_t @ kernel + hs[-1] @ recurrent))
+        f = hs[-1] @ top[:, 0]
+        q = np.maximum(hs[-1] * top[:, 0], 0)
+        r_h = q / q.sum() * max(f, 0) if q.sum() > 0 else np.zeros(3)
+        expected = np.zeros_like(xs)
+        for t in reversed(range(4)):
+            qx, qh = kernel**2, np.maximum(hs[t][:, None] * recurrent, 0)
+            denominator = qx.sum(0) + qh.sum(0)
+            s = np.divide(r_h, denominator, out=np.zeros(3), where=denominator > 0)
+            expected[t], r_h = qx @ s, qh @ s
+        np.testing.assert_allclose(rs, expected, atol=1e-10 * max(np.abs(expected).max(), 1e-300), rtol=0)
+    assert np.abs(relevance).max() > 0
+    with pytest.warns(keras_dtd.NonReLUWarning):
+        bounded = DTD(model, input_range=(-1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_dtd.ZeroRelevanceWarning)
+        explanation = bounded.explain(x)
+    assert np.all(explanation.relevance >= -1e-12)
+    np.testing.assert_allclose(
+        explanation.relevance.reshape(5, -1).sum(1), explanation.target, rtol=1e-9, atol=1e-12
+    )

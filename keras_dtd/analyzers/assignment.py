@@ -175,14 +175,14 @@ def _composite_rule(node, composite: Composite, is_first: bool) -> rules.Rule:
 
 
 def _first_kernel_nodes(graph) -> set[int]:
-    """Indices of kernel nodes that see model input values: reached from a model input
+    """Indices of kernel (and recurrent) nodes that see model input values: reached from a model input
     through layers that pass its domain on (:func:`keras_dtd.core.registry.passes_domain`)."""
     reached = set(graph.inputs)
     first = set()
     for k, node in enumerate(graph.nodes):
         if not any(i in reached for i in node.inputs):
             continue
-        if node.kind == Kind.KERNEL:
+        if node.kind in (Kind.KERNEL, Kind.RECURRENT):
             first.add(k)
         elif registry.passes_domain(node):
             reached.update(node.outputs)

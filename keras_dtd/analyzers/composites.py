@@ -116,16 +116,17 @@ class Composite:
                 return rule
         rule = next((r for s, r in self.rules.items() if _matches(s, node)), None)
         if rule is None and node.kind == Kind.RECURRENT:
-            return self._recurrent_rule()
+            return self._recurrent_rule(is_first)
         return rule if rule is not None else _DEFAULTS.get(node.kind)
 
-    def _recurrent_rule(self):
-        """The composite's rules for kernel layers and sums, inside a recurrent cell (None when
-        it has no rule for one of those kinds)."""
+    def _recurrent_rule(self, is_first):
+        """The composite's rules for kernel layers and sums inside a recurrent cell, and its
+        first-layer rule where the layer reads the model's input (None when it has no rule
+        for one of those kinds)."""
         linear, sum_rule = (self.rules.get(kind) for kind in (Kind.KERNEL, Kind.ADD))
         if linear is None or sum_rule is None:
             return None
-        return rules.Recurrent(linear, sum_rule)
+        return rules.Recurrent(linear, sum_rule, self.first.get(Kind.KERNEL) if is_first else None)
 
 
 def DeepTaylor(input_range=None, strict=False) -> Composite:

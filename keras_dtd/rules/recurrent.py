@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from keras_dtd.core.domains import Domain
 from keras_dtd.core.kinds import Kind
 from keras_dtd.core.linear_maps import LinearMap, MatrixMap, WeightedSumMap
 from keras_dtd.core.tracing import Node
@@ -44,22 +45,27 @@ class Recurrent(Rule):
     Args:
       linear: the rule of the linear maps inside a cell (e.g. ``Epsilon(0.001)``, ``ZPlus()``).
       sum: the rule of the sums inside a cell.
+      first: where the layer reads the model's input values (a first layer), the rule of its
+        cell's maps there, e.g. DTD's w² or z^B: the input's entries get it, the state's get
+        z⁺ terms as hidden units; None: ``linear`` everywhere.
     """
 
     uses_vjp = False
 
-    def __init__(self, linear: Rule, sum: Rule):
+    def __init__(self, linear: Rule, sum: Rule, first: Rule | None = None):
         self.linear = linear
         self.sum = sum
+        self.first = first
 
     def relevance(self, call, relevance):
         x = call.inputs[0]
         masks = [t for t in call.inputs[1:] if t.dtype == tf.bool]
         mask = masks[0] if masks else None
+        domain = call.domains[0] if self.first is not None else None
         (r,) = relevance
         layer, path = call.node.layer, call.node.path
         if not hasattr(layer, "forward_layer"):
-            return [_explain(self, layer, path, x, mask, r)] + [None] * (len(call.inputs) - 1)
+            return [_explain(self, layer, path, x, mask, domain, r)] + [None] * (len(call.inputs) - 1)
         units = layer.forward_layer.cell.units
         if layer.merge_mode == "concat":
             r_forward, r_backward = r[..., :units], r[..., units:]
@@ -72,12 +78,12 @@ class Recurrent(Rule):
             r_forward, r_backward = _sum_share(self.sum, layer, path, y, r)
         if layer.backward_layer.return_sequences:  # Keras flips the backward outputs back in time
             r_backward = tf.reverse(r_backward, [1])
-        forward = _explain(self, layer.forward_layer, path + "/forward", x, mask, r_forward)
-        backward = _explain(self, layer.backward_layer, path + "/backward", x, mask, r_backward)
+        forward = _explain(self, layer.forward_layer, path + "/forward", x, mask, domain, r_forward)
+        backward = _explain(self, layer.backward_layer, path + "/backward", x, mask, domain, r_backward)
         return [forward + backward] + [None] * (len(call.inputs) - 1)
 
 
-def _explain(rule, layer, path, x, mask, r):
+def _explain(rule, layer, path, x, mask, domain, r):
     """The relevance of the layer's input sequence x (batch, time, features) for the relevance
     r of its output (batch, units), or of every step's output with ``return_sequences``. A
     ``StackedRNNCells`` is its cells one after the other, each reading the outputs of the one
@@ -102,16 +108,22 @@ def _explain(rule, layer, path, x, mask, r):
     else:  # relevance arrives at the last step only
         earlier = tf.zeros(tf.stack([tf.shape(steps[0])[0] - 1, batch, units]), x.dtype)
         r_steps = tf.concat([earlier, r[None]], 0)
+    domain_steps = None  # the model input's support and bounds, step by step, for the first cell
+    if domain is not None and domain.support is not None:
+        parts = {"support": domain.support, "low": domain.low, "high": domain.high}
+        domain_steps = {k: in_reading_order(v) for k, v in parts.items() if v is not None}
     for k in reversed(range(len(cells))):
         name = path if len(cells) == 1 else f"{path}/cell_{k}"
-        r_steps = _explain_cell(rule, layer, name, cells[k], steps[k], mask_steps, r_steps)
+        first = domain_steps if k == 0 else None
+        r_steps = _explain_cell(rule, layer, name, cells[k], steps[k], mask_steps, first, r_steps)
     r_x = tf.transpose(r_steps, [1, 0, 2])
     return tf.reverse(r_x, [1]) if layer.go_backwards else r_x
 
 
-def _explain_cell(rule, layer, path, cell, steps, mask_steps, r_steps):
+def _explain_cell(rule, layer, path, cell, steps, mask_steps, domain_steps, r_steps):
     """The relevance of a cell's inputs at every step (time-major, in reading order) for the
-    relevance ``r_steps`` of its outputs at every step."""
+    relevance ``r_steps`` of its outputs at every step; with ``domain_steps`` (the model input's
+    support and bounds per step) its maps get ``rule.first``."""
     kind = _CELLS[type(cell).__name__]
     weights = _weights(cell, steps.dtype)
     zeros = tf.zeros(tf.stack([tf.shape(steps)[1], cell.units]), steps.dtype)
@@ -119,15 +131,28 @@ def _explain_cell(rule, layer, path, cell, steps, mask_steps, r_steps):
     saved = kind.parts(cell, weights, steps, before)
 
     def step(carry, elements):
-        r_step, saved_t, x_t = elements[:3]
-        new_carry, r_x = kind.backward(rule, layer, path, cell, weights, carry, r_step, saved_t, x_t)
+        r_step, saved_t, x_t, mask_t, domain_t = elements  # () and {} where there is no mask, no domain
+        domain_t = domain_t or None
+
+        def linear(name, inputs, kernels, bias, r, linear_map=None):
+            if domain_t is None:
+                return _linear_share(rule.linear, layer, path + name, inputs, kernels, bias, r, linear_map)
+            domains = [_cell_domain(domain_t, inputs)]
+            return _linear_share(
+                rule.first, layer, path + name, inputs, kernels, bias, r, linear_map, domains
+            )
+
+        def total(name, terms, r):
+            return _sum_share(rule.sum, layer, path + name, terms, r)
+
+        new_carry, r_x = kind.backward(linear, total, cell, weights, carry, r_step, saved_t, x_t)
         if mask_steps is None:
             return new_carry, r_x
-        kept = elements[3][:, None]  # a masked step holds the state: R passes on, x_t gets none
+        kept = mask_t[:, None]  # a masked step holds the state: R passes on, x_t gets none
         held = (carry[0] + r_step, *carry[1:])
         return tuple(tf.where(kept, n, o) for n, o in zip(new_carry, held)), tf.where(kept, r_x, 0)
 
-    elements = (r_steps, saved, steps) + (() if mask_steps is None else (mask_steps,))
+    elements = (r_steps, saved, steps, () if mask_steps is None else mask_steps, domain_steps or {})
     initial = tuple(zeros for _ in range(kind.carries))
     relevance = tf.scan(
         lambda accumulated, e: step(accumulated[0], e), elements, (initial, steps[0]), reverse=True
@@ -152,7 +177,21 @@ def _states(kind, cell, weights, steps, mask_steps, zeros):
     return tuple(tf.concat([z[None], a[:-1]], 0) for z, a in zip(initial, after)), after
 
 
-def _linear_share(rule, layer, path, inputs, kernels, bias, r, linear_map=None):
+def _cell_domain(domain_t, inputs):
+    """The domain of a first cell's inputs side by side, [x_t | state]: x_t's support and bounds
+    (one row), the state's entries hidden units."""
+    width = sum(int(t.shape[-1]) for t in inputs[1:])
+    support = domain_t["support"]
+    zeros = tf.zeros([1, width], support.dtype)
+
+    def side_by_side(part):
+        return None if part not in domain_t else tf.concat([domain_t[part], zeros], -1)
+
+    hidden = tf.concat([tf.zeros_like(support), tf.ones_like(zeros)], -1)
+    return Domain(side_by_side("support"), side_by_side("low"), side_by_side("high"), hidden)
+
+
+def _linear_share(rule, layer, path, inputs, kernels, bias, r, linear_map=None, domains=None):
     """The relevance of each input under ``rule`` for r at z = Σ_k inputs_k · kernels_k + bias,
     or at ``linear_map`` of the inputs side by side (default: their matrix product)."""
     x = tf.concat(inputs, -1)
@@ -175,7 +214,7 @@ def _linear_share(rule, layer, path, inputs, kernels, bias, r, linear_map=None):
         kernel=kernel,
         bias=bias,
         linear=z,
-        domains=[None],
+        domains=domains or [None],
         vjp=lambda cotangents: linear_map.transpose([x], kernel, cotangents[0]),
     )
     (r_x,) = rule.relevance(call, [r])
@@ -255,18 +294,16 @@ class _LSTM:
         return h, f * c, i * g
 
     @staticmethod
-    def backward(rule, layer, path, cell, weights, carry, r_step, saved, x_t):
+    def backward(linear, total, cell, weights, carry, r_step, saved, x_t):
         h_previous, kept, written = saved
         r_h, r_c = carry
         r_c = r_c + r_h + r_step  # h_t = o⊙tanh(c_t): the gate o gets nothing, tanh passes R on
-        r_kept, r_written = _sum_share(rule.sum, layer, path + "/cell_state", [kept, written], r_c)
+        r_kept, r_written = total("/cell_state", [kept, written], r_c)
         kernel, recurrent, bias = weights
         u = cell.units
         gate = slice(2 * u, 3 * u)  # i gets nothing; g = tanh(z_c) passes R on to z_c
-        r_x, r_h_previous = _linear_share(
-            rule.linear,
-            layer,
-            path + "/candidate",
+        r_x, r_h_previous = linear(
+            "/candidate",
             [x_t, h_previous],
             [kernel[:, gate], recurrent[:, gate]],
             None if bias is None else bias[gate],
@@ -315,10 +352,10 @@ class _GRU:
         return h, r, z * h, (1 - z) * candidate
 
     @staticmethod
-    def backward(rule, layer, path, cell, weights, carry, r_step, saved, x_t):
+    def backward(linear, total, cell, weights, carry, r_step, saved, x_t):
         h_previous, reset, kept, written = saved
         (r_h,) = carry
-        r_kept, r_written = _sum_share(rule.sum, layer, path + "/state", [kept, written], r_h + r_step)
+        r_kept, r_written = total("/state", [kept, written], r_h + r_step)
         kernel, recurrent, bias = weights
         u = cell.units
         input_bias, recurrent_bias = _gru_biases(cell, bias, x_t.dtype)
@@ -330,9 +367,7 @@ class _GRU:
                 bias_h = bias_h + reset * recurrent_bias[gate]
         else:  # contributions (r_k h_k) U_kj: the reset gate gets nothing, h_{t−1} keeps it
             inputs = [x_t, reset * h_previous]
-        r_x, r_h_previous = _linear_share(
-            rule.linear, layer, path + "/candidate", inputs, kernels, bias_h, r_written, linear_map
-        )
+        r_x, r_h_previous = linear("/candidate", inputs, kernels, bias_h, r_written, linear_map)
         return (r_kept + r_h_previous,), r_x
 
 
@@ -383,13 +418,11 @@ class _SimpleRNN:
         return before
 
     @staticmethod
-    def backward(rule, layer, path, cell, weights, carry, r_step, saved, x_t):
+    def backward(linear, total, cell, weights, carry, r_step, saved, x_t):
         (h_previous,) = saved
         (r_h,) = carry
         kernel, recurrent, bias = weights
-        r_x, r_h_previous = _linear_share(
-            rule.linear, layer, path + "/state", [x_t, h_previous], [kernel, recurrent], bias, r_h + r_step
-        )
+        r_x, r_h_previous = linear("/state", [x_t, h_previous], [kernel, recurrent], bias, r_h + r_step)
         return (r_h_previous,), r_x
 
 
