@@ -210,3 +210,23 @@ def test_other_commands_refuse_unknown_options(capsys):
     assert (
         exit_.value.code == 2 and "unrecognized arguments: --runner DirectRunner" in capsys.readouterr().err
     )
+
+
+def test_a_recurrent_text_model_runs_in_the_pipeline(tmp_path):
+    keras.utils.set_random_seed(8)
+    inp = keras.Input((6,), dtype="int32")
+    h = keras.layers.Bidirectional(keras.layers.LSTM(4))(keras.layers.Embedding(20, 3, mask_zero=True)(inp))
+    analyzer = keras_dtd.LRP(keras.Model(inp, keras.layers.Dense(2)(h)), keras_dtd.rules.Epsilon(0.001))
+    keras_dtd.export(analyzer, tmp_path / "export")
+    tokens = np.random.default_rng(4).integers(0, 20, (5, 6)).astype("int32")
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "t.npy", tokens)
+    code, message = _run(
+        tmp_path / "export", tmp_path / "in" / "*.npy", tmp_path / "out", "--runner", "DirectRunner",
+        "--direct_running_mode=in_memory", "--batch-size", "2",
+    )  # fmt: skip
+    assert code == 0, message[-3000:]
+    expected = analyzer.analyze(tokens)
+    got = np.load(tmp_path / "out" / "t.npy")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    assert got.shape == tokens.shape and np.all(got[tokens == 0] == 0)
