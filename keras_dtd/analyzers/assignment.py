@@ -71,7 +71,9 @@ def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[rules.R
             rule = next((r for c, r in _REGISTRY if isinstance(node.layer, c)), None)
         if rule is None:
             rule = _composite_rule(node, composite, k in first)
-            if node.activation not in registry.RELU_ACTIVATIONS:
+            if node.kind == Kind.ATTENTION:
+                non_relu.append(f"{node.path} (softmax attention)")
+            elif node.activation not in registry.RELU_ACTIVATIONS:
                 non_relu.append(f"{node.path} ({node.activation})")
         chosen.append(rule)
     if non_relu and composite.non_relu == "refuse":

@@ -83,7 +83,9 @@ def check_inputs(graph, model_name, x, input_range):
     for k, (a, shape, dtype) in enumerate(zip(xs, graph.input_shapes, graph.input_dtypes)):
         a = np.asarray(a)
         name = "x" if n_inputs == 1 else f"input {k}"
-        if a.dtype == bool or a.dtype.kind not in "iuf":
+        if dtype == "bool" and a.dtype != bool:
+            raise TypeError(f"{name} has dtype {a.dtype}; the model expects a boolean array (a mask).")
+        if dtype != "bool" and (a.dtype == bool or a.dtype.kind not in "iuf"):
             raise TypeError(f"{name} has dtype {a.dtype}; expected a numeric (float or int) array.")
         if a.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape[1:], a.shape[1:])):
             hint = " Add a batch axis, e.g. x[None]." if a.shape == tuple(shape[1:]) else ""

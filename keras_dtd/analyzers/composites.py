@@ -117,6 +117,9 @@ class Composite:
         rule = next((r for s, r in self.rules.items() if _matches(s, node)), None)
         if rule is None and node.kind == Kind.RECURRENT:
             return self._recurrent_rule(is_first)
+        if rule is None and node.kind == Kind.ATTENTION:  # the attention weights held constant
+            linear = self.rules.get(Kind.KERNEL)
+            return None if linear is None else rules.Attention(linear, mode="cp")
         return rule if rule is not None else _DEFAULTS.get(node.kind)
 
     def _recurrent_rule(self, is_first):
@@ -167,6 +170,28 @@ def Uniform(rule: rules.Rule, first_rule: rules.Rule | None = None, name: str = 
         first={} if first_rule is None else {Kind.KERNEL: first_rule},
         name=name,
     )
+
+
+def AttnLRP(epsilon=1e-6) -> Composite:
+    """AttnLRP (Achtibat et al., ICML 2024), as LXT 2.1 computes it: ε (bias in the
+    denominator) on every linear map, sums proportional to their signed summands, relevance
+    passing through elementwise activations, LayerNormalization linear with 1/σ held
+    constant, and in MultiHeadAttention the uniform rule on q·kᵀ and A·v and AttnLRP's
+    softmax rule (:class:`keras_dtd.rules.Attention`)."""
+    return _transformer("attnlrp", epsilon)
+
+
+def CPLRP(epsilon=1e-6) -> Composite:
+    """CP-LRP (Ali et al., ICML 2022): as :func:`AttnLRP`, but the attention weights are
+    constants: all relevance of A·v goes to v, none to q and k."""
+    return _transformer("cp", epsilon)
+
+
+def _transformer(mode, epsilon):
+    linear = rules.Epsilon(epsilon)
+    by_kind = {kind: linear for kind in Kind.LINEAR}
+    by_kind[Kind.ATTENTION] = rules.Attention(linear, mode=mode, epsilon=epsilon)
+    return Composite(rules=by_kind, name="attnlrp" if mode == "attnlrp" else "cplrp")
 
 
 def dtd(input_range=None, strict=False) -> Composite:

@@ -19,6 +19,8 @@ class Kind:
     ``RECURRENT``    LSTM, GRU, SimpleRNN and Bidirectional: a cell unrolled in time, whose
                      rule (:class:`keras_dtd.rules.Recurrent`) uses the composite's rules for
                      kernel layers and sums inside
+    ``ATTENTION``    MultiHeadAttention, whose rule (:class:`keras_dtd.rules.Attention`) uses the
+                     composite's rule for kernel layers on its projections
     ``MASK``         a boolean value (a comparison, a Keras mask): it carries no relevance
     ``STRIPPED``     a softmax or sigmoid that ends the model, removed by canonizing: DTD
                      explains the score before it
@@ -34,6 +36,7 @@ class Kind:
     STRUCTURAL = "structural"
     ELEMENTWISE = "elementwise"
     RECURRENT = "recurrent"
+    ATTENTION = "attention"
     MASK = "mask"
     STRIPPED = "stripped"
     ALL = (
@@ -47,6 +50,7 @@ class Kind:
         STRUCTURAL,
         ELEMENTWISE,
         RECURRENT,
+        ATTENTION,
         MASK,
         STRIPPED,
     )

@@ -136,6 +136,7 @@ _BUILT_IN = {
         (KL.RNN, KL.LSTM, KL.GRU, KL.SimpleRNN, KL.Bidirectional),
         LayerType(Kind.RECURRENT, check=lambda layer: _check_recurrent(layer)),
     ),
+    KL.MultiHeadAttention: LayerType(Kind.ATTENTION, check=lambda layer: _check_attention(layer)),
     KL.Multiply: LayerType(Kind.GATE),
     KL.Embedding: LayerType(Kind.EMBEDDING),
     **_entries(
@@ -342,6 +343,23 @@ def _check_recurrent(layer):
                     f"{name} has {option}=True, which keras_dtd does not explain: a map explains one "
                     f"output of one call. Build the model with {option}=False for the analyzer."
                 )
+
+
+def _check_attention(layer):
+    """Refuse MultiHeadAttention options that :class:`keras_dtd.rules.Attention` does not explain."""
+    name = f"Layer '{layer.name}' (MultiHeadAttention)"
+    problems = []
+    if getattr(layer, "_use_gate", False):
+        problems.append("use_gate=True")
+    if getattr(layer, "_sliding_window", None) is not None:
+        problems.append("a sliding window")
+    if layer.attention_axes is not None and tuple(layer.attention_axes) not in ((1,), (-2,)):
+        problems.append(f"attention_axes={layer.attention_axes}")
+    if problems:
+        raise UnsupportedLayerError(
+            f"{name} uses {', '.join(problems)}, which keras_dtd does not explain yet. Give the layer a rule "
+            f"of your own with layer_rules={{'{layer.name}': rule}}, or build it without these options."
+        )
 
 
 def register_layer(

@@ -16,6 +16,7 @@ engine: :mod:`~keras_dtd.rules.engine`, :mod:`~keras_dtd.rules.signs`.
 
 from keras_dtd.core.domains import Domain
 from keras_dtd.rules import modifiers
+from keras_dtd.rules.attention import Attention
 from keras_dtd.rules.base import LayerCall, Rule
 from keras_dtd.rules.engine import BIAS_POLICIES
 from keras_dtd.rules.gradient import Deconvnet, GuidedBackprop
@@ -36,6 +37,7 @@ from keras_dtd.rules.structural import EmbeddingSum, Gate, NoRelevance, PassThro
 
 __all__ = [
     "AlphaBeta",
+    "Attention",
     "BIAS_POLICIES",
     "Deconvnet",
     "Domain",

@@ -1,0 +1,143 @@
+"""MultiHeadAttention under AttnLRP and CP-LRP against a float64 numpy replica of the rules;
+masked positions, both of Keras' code paths, and DTD conservative and positive."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_dtd
+from keras_dtd import DTD, LRP, composites
+
+F64 = "float64"
+L = keras.layers
+EPS = 1e-6
+
+
+def _stab(y):
+    return y + EPS * np.where(y >= 0, 1.0, -1.0)
+
+
+def _linear(x, w, z, r):
+    """ε-rule, x (..., i), w (i, j), z (..., j) the full pre-activation: R_x = x · (w (R / stab z))."""
+    return x * ((r / _stab(z)) @ w.T)
+
+
+def _replica(mha, query, value, r_y, mode, mask=None):
+    """(output y, R_query, R_value) of one sample: query (T, D), value (S, D), r_y (T, D)."""
+    wq, bq = (np.asarray(v, np.float64) for v in (mha.query_dense.kernel, mha.query_dense.bias))
+    wk, bk = (np.asarray(v, np.float64) for v in (mha.key_dense.kernel, mha.key_dense.bias))
+    wv, bv = (np.asarray(v, np.float64) for v in (mha.value_dense.kernel, mha.value_dense.bias))
+    wo, bo = (np.asarray(v, np.float64) for v in (mha.output_dense.kernel, mha.output_dense.bias))
+    n, h = wq.shape[1:]
+    q = np.einsum("td,dnh->tnh", query, wq) + bq
+    k = np.einsum("sd,dnh->snh", value, wk) + bk
+    v = np.einsum("sd,dnh->snh", value, wv) + bv
+    qs = q / np.sqrt(h)
+    scores = np.einsum("tnh,snh->nts", qs, k)
+    allowed = np.ones_like(scores, bool) if mask is None else np.broadcast_to(mask[None], scores.shape)
+    scores = np.where(allowed, scores, -1e9)
+    a = np.exp(scores - scores.max(-1, keepdims=True))
+    a = np.where(allowed, a, 0)
+    a /= a.sum(-1, keepdims=True)
+    o = np.einsum("nts,snh->tnh", a, v)
+    y = np.einsum("tnh,nhd->td", o, wo) + bo
+    s = r_y / _stab(y)
+    r_o = o * np.einsum("td,nhd->tnh", s, wo)
+    s = r_o / _stab(o)
+    if mode == "cp":
+        r_v = v * np.einsum("nts,tnh->snh", a, s)
+        r_q, r_k = np.zeros_like(q), np.zeros_like(k)
+    else:
+        r_a = 0.5 * a * np.einsum("tnh,snh->nts", s, v)
+        r_v = 0.5 * v * np.einsum("nts,tnh->snh", a, s)
+        r_s = np.where(allowed, scores * (r_a - a * r_a.sum(-1, keepdims=True)), 0)
+        s = r_s / _stab(np.where(allowed, scores, -1e9))
+        r_q = 0.5 * qs * np.einsum("nts,snh->tnh", s, k)
+        r_k = 0.5 * k * np.einsum("nts,tnh->snh", s, qs)
+
+    def back(x, w, b, z, r):
+        return x * np.einsum("xnh,dnh->xd", r / _stab(z), w)
+
+    r_query = back(query, wq, bq, q, r_q)
+    r_value = back(value, wv, bv, v, r_v) + back(value, wk, bk, k, r_k)
+    return y, r_query, r_value
+
+
+def _cross(mask=False, dropout=0.0):
+    query, value = keras.Input((3, 4), dtype=F64), keras.Input((5, 4), dtype=F64)
+    mha = L.MultiHeadAttention(2, 3, dropout=dropout, dtype=F64)
+    inputs = [query, value]
+    if mask:
+        allowed = keras.Input((3, 5), dtype="bool")
+        inputs.append(allowed)
+        y = mha(query, value, attention_mask=allowed)
+    else:
+        y = mha(query, value)
+    top = L.Dense(1, use_bias=False, dtype=F64)
+    model = keras.Model(inputs, top(L.Flatten(dtype=F64)(y)))
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.6, w.shape) for w in model.get_weights()])
+    return model, mha, top
+
+
+@pytest.mark.parametrize("mode", ["attnlrp", "cp"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_multi_head_attention_matches_the_float64_replica(mode, masked):
+    model, mha, top = _cross(mask=masked)
+    rng = np.random.default_rng(1)
+    query, value = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4))
+    allowed = np.ones((2, 3, 5), bool)
+    allowed[:, :, 3:] = False  # the last two keys are masked for every query
+    allowed[0, 0, 0] = False
+    inputs = [query, value] + ([allowed] if masked else [])
+    composite = composites.AttnLRP(EPS) if mode == "attnlrp" else composites.CPLRP(EPS)
+    relevance = LRP(model, composite).analyze(inputs, neuron_selection=0)
+    w = top.get_weights()[0][:, 0]
+    for i in range(2):
+        y, _, _ = _replica(mha, query[i], value[i], np.zeros((3, 4)), mode, allowed[i] if masked else None)
+        # Keras' attention carries float32 rounding (1e-8 relative here): so does the explained output
+        np.testing.assert_allclose(y.ravel() @ w, np.asarray(model(inputs))[i, 0], rtol=1e-6)
+        f = y.ravel() @ w
+        r_y = _linear(y.ravel(), w[:, None], np.array([f]), np.array([f])).reshape(3, 4)
+        _, r_query, r_value = _replica(mha, query[i], value[i], r_y, mode, allowed[i] if masked else None)
+        scale = max(np.abs(r_query).max(), np.abs(r_value).max())
+        np.testing.assert_allclose(relevance[0][i], r_query, atol=1e-7 * scale, rtol=0)
+        np.testing.assert_allclose(relevance[1][i], r_value, atol=1e-7 * scale, rtol=0)
+        if masked:
+            assert np.all(relevance[1][i, 3:] == 0)  # keys masked for every query get nothing
+        if mode == "cp":
+            assert np.all(relevance[0][i] == 0)  # CP-LRP: q and k get nothing
+
+
+def test_both_keras_code_paths_give_the_same_maps():
+    fused, _, _ = _cross()
+    explicit, _, _ = _cross(dropout=0.1)  # dropout > 0 takes the einsum-softmax-einsum path
+    explicit.set_weights(fused.get_weights())
+    rng = np.random.default_rng(2)
+    x = [rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4))]
+    for make in (composites.AttnLRP, composites.CPLRP):
+        a, b = LRP(fused, make()).analyze(x), LRP(explicit, make()).analyze(x)
+        for u, v in zip(a, b):
+            np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-13)
+
+
+def test_dtd_on_an_encoder_block_is_conservative_and_positive():
+    inp = keras.Input((6, 4), dtype=F64)
+    attended = L.MultiHeadAttention(2, 2, use_bias=False, dtype=F64)(inp, inp, use_causal_mask=True)
+    h = L.Add(dtype=F64)([inp, attended])
+    h = L.Dense(8, activation="relu", use_bias=False, dtype=F64)(h)
+    model = keras.Model(inp, L.Dense(2, use_bias=False, dtype=F64)(L.GlobalAveragePooling1D(dtype=F64)(h)))
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0, 0.6, w.shape) for w in model.get_weights()])
+    x = rng.normal(size=(5, 6, 4))
+    with pytest.warns(keras_dtd.NonReLUWarning, match="softmax attention"):
+        analyzer = DTD(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_dtd.ZeroRelevanceWarning)
+        explanation = analyzer.explain(x)
+    assert np.all(explanation.relevance >= -1e-12) and np.any(explanation.target > 0)
+    np.testing.assert_allclose(
+        explanation.relevance.reshape(5, -1).sum(1), explanation.target, rtol=1e-9, atol=1e-12
+    )
