@@ -141,3 +141,32 @@ def test_dtd_on_an_encoder_block_is_conservative_and_positive():
     np.testing.assert_allclose(
         explanation.relevance.reshape(5, -1).sum(1), explanation.target, rtol=1e-9, atol=1e-12
     )
+
+
+def test_attnlrp_finds_the_key_token():
+    """Sequences labelled by the presence of token 1, a small attention classifier trained here:
+    under AttnLRP the most relevant token of a positive sample is the key token."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(2, 20, (1200, 8)).astype("int32")
+    labels = rng.integers(0, 2, 1200).astype("int32")
+    tokens[labels == 1, rng.integers(0, 8, (labels == 1).sum())] = 1
+    inp = keras.Input((8,), dtype="int32")
+    h = L.Embedding(20, 16)(inp)
+    h = L.Add()([h, L.MultiHeadAttention(2, 8)(h, h)])
+    model = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling1D()(h)))
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(tokens[:1000], labels[:1000], epochs=8, batch_size=32, verbose=0)
+    test, truth = tokens[1000:], labels[1000:]
+    assert (np.asarray(model.predict(test, verbose=0)).argmax(1) == truth).mean() > 0.95
+    positive = test[truth == 1]
+    relevance = LRP(model, composites.AttnLRP()).analyze(positive, neuron_selection=1)
+    found = positive[np.arange(len(positive)), relevance.argmax(axis=1)] == 1
+    assert found.mean() >= 0.9, found.mean()
+
+
+def test_attention_options_without_a_rule_are_refused_by_name():
+    inp = keras.Input((4, 6))
+    model = keras.Model(inp, L.MultiHeadAttention(2, 3, use_gate=True, name="gated")(inp, inp))
+    with pytest.raises(keras_dtd.UnsupportedLayerError, match=r"'gated'.*use_gate=True.*layer_rules="):
+        LRP(model, composites.AttnLRP())

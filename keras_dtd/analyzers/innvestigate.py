@@ -194,6 +194,16 @@ def _backprop(rule, name):
     return make
 
 
+def attnlrp(model, epsilon=1e-6, **kw):
+    """AttnLRP (:func:`keras_dtd.composites.AttnLRP`; not an iNNvestigate name: LXT's method)."""
+    return LRP(model, C.AttnLRP(epsilon), **kw)
+
+
+def cplrp(model, epsilon=1e-6, **kw):
+    """CP-LRP (:func:`keras_dtd.composites.CPLRP`)."""
+    return LRP(model, C.CPLRP(epsilon), **kw)
+
+
 ANALYZERS = {
     "input": InputValues,
     "random": Random,
@@ -223,6 +233,8 @@ ANALYZERS = {
     "lrp.sequential_preset_a_flat": _sequential_preset(1.0, 0.0, True),
     "lrp.sequential_preset_b_flat": _sequential_preset(2.0, 1.0, True),
     "lrp.sequential_preset_b_flat_until_idx": sequential_preset_b_flat_until_idx,
+    "attnlrp": attnlrp,  # the transformer methods, beside iNNvestigate's 28 names
+    "cplrp": cplrp,
 }
 
 

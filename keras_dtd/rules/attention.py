@@ -68,15 +68,15 @@ class Attention(Rule):
             r_q = r_k = None
         else:
             s = _divide(r_o, o, self.epsilon)
-            r_weights = 0.5 * weights * _transpose(_COMBINE, weights, v, s, 0)
-            r_v = 0.5 * v * _transpose(_COMBINE, weights, v, s, 1)
+            r_weights = 0.5 * weights * tf.einsum("btnh,bsnh->bnts", s, v)
+            r_v = 0.5 * v * tf.einsum("bnts,btnh->bsnh", weights, s)
             r_scores = scores * (r_weights - weights * tf.reduce_sum(r_weights, axis=-1, keepdims=True))
             if mask is not None:
                 r_scores = tf.where(mask, r_scores, 0)
             scaled = q * tf.cast(layer.key_dim**-0.5, q.dtype)
             s = _divide(r_scores, scores, self.epsilon)
-            r_q = 0.5 * scaled * _transpose(_SCORES, scaled, k, s, 0)
-            r_k = 0.5 * k * _transpose(_SCORES, scaled, k, s, 1)
+            r_q = 0.5 * scaled * tf.einsum("bnts,bsnh->btnh", s, k)
+            r_k = 0.5 * k * tf.einsum("bnts,btnh->bsnh", s, scaled)
         out = [None] * len(call.inputs)
         out[positions["query"]] = (
             None
@@ -143,15 +143,6 @@ def _divide(r, y, epsilon):
     return tf.math.divide_no_nan(
         r, y + epsilon * tf.where(y >= 0, tf.constant(1, y.dtype), tf.constant(-1, y.dtype))
     )
-
-
-def _transpose(equation, a, b, s, which):
-    """Jᵀ s of the bilinear einsum(equation, a, b) with respect to operand ``which`` (0: a, 1: b)."""
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        operand = [a, b][which]
-        tape.watch(operand)
-        y = tf.einsum(equation, a, b)
-    return tape.gradient(y, operand, output_gradients=s)
 
 
 class _Weights(LinearMap):
