@@ -41,10 +41,17 @@ FIXTURE_ENVS ?= $(abspath ..)/fixture-envs
 # Arras et al.'s LSTM code is read from a clone of their repository (make_arras.py pins the commit).
 ARRAS_REPO ?= $(FIXTURE_ENVS)/LRP_for_LSTM
 
-fixtures: $(FIXTURE_ENVS)/innvestigate/.installed $(FIXTURE_ENVS)/zennit/.installed $(FIXTURE_ENVS)/arras/.installed $(ARRAS_REPO)
+fixtures: $(FIXTURE_ENVS)/innvestigate/.installed $(FIXTURE_ENVS)/zennit/.installed $(FIXTURE_ENVS)/arras/.installed \
+		$(ARRAS_REPO) $(FIXTURE_ENVS)/lxt/.installed
 	$(FIXTURE_ENVS)/innvestigate/bin/python tests/fixtures/make_innvestigate.py
 	$(FIXTURE_ENVS)/zennit/bin/python tests/fixtures/make_zennit.py
 	ARRAS_REPO=$(ARRAS_REPO) $(FIXTURE_ENVS)/arras/bin/python tests/fixtures/make_arras.py
+	$(FIXTURE_ENVS)/lxt/bin/python tests/fixtures/make_lxt.py
+
+$(FIXTURE_ENVS)/lxt/.installed: tests/fixtures/requirements-lxt.txt  # LXT 2.1 needs Python 3.12
+	$(HOME)/.pyenv/versions/3.12.1/bin/python -m venv $(@D)
+	$(@D)/bin/python -m pip install --quiet -r $<
+	touch $@
 
 $(FIXTURE_ENVS)/arras/.installed: tests/fixtures/requirements-arras.txt
 	$(FIXTURE_PYTHON) -m venv $(@D)

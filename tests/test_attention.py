@@ -1,6 +1,7 @@
 """MultiHeadAttention under AttnLRP and CP-LRP against a float64 numpy replica of the rules;
 masked positions, both of Keras' code paths, and DTD conservative and positive."""
 
+import pathlib
 import warnings
 
 import keras
@@ -170,3 +171,75 @@ def test_attention_options_without_a_rule_are_refused_by_name():
     model = keras.Model(inp, L.MultiHeadAttention(2, 3, use_gate=True, name="gated")(inp, inp))
     with pytest.raises(keras_dtd.UnsupportedLayerError, match=r"'gated'.*use_gate=True.*layer_rules="):
         LRP(model, composites.AttnLRP())
+
+
+def test_attnlrp_splits_a_gated_product_in_halves():
+    """A GLU-style x·W_a ⊙ tanh(x·W_b): each factor half of the ε share (the uniform rule)."""
+    inp = keras.Input((4,), dtype=F64)
+    a, b = L.Dense(3, dtype=F64)(inp), L.Dense(3, activation="tanh", dtype=F64)(inp)
+    top = L.Dense(1, use_bias=False, dtype=F64)
+    model = keras.Model(inp, top(L.Multiply(dtype=F64)([a, b])))
+    rng = np.random.default_rng(4)
+    model.set_weights([rng.normal(0, 0.6, w.shape) for w in model.get_weights()])
+    wa, ba, wb, bb, w = (v.astype(np.float64) for v in model.get_weights())
+    x = rng.normal(size=(3, 4))
+    relevance = LRP(model, composites.AttnLRP(EPS)).analyze(x, neuron_selection=0)
+    for xs, rs in zip(x, relevance):
+        za, zb = xs @ wa + ba, xs @ wb + bb
+        y = za * np.tanh(zb)
+        f = y @ w[:, 0]
+        r_y = y * w[:, 0] * f / _stab(np.array(f))
+        r_half = 0.5 * y / _stab(y) * r_y
+        expected = _linear(xs, wa, za, r_half) + _linear(xs, wb, zb, r_half)  # tanh passes R through
+        np.testing.assert_allclose(rs, expected, atol=1e-9 * np.abs(expected).max(), rtol=0)
+    with pytest.raises(keras_dtd.UnsupportedLayerError, match="cannot tell the signal from the gate"):
+        LRP(model, composites.CPLRP())  # CP-LRP's signal-take-all needs the gate named
+
+
+LXT = np.load(pathlib.Path(__file__).parent / "fixtures" / "lxt.npz")
+VARIANTS = ("post_ln", "pre_ln", "post_ln_causal", "pre_ln_class_token")
+
+
+def _lxt_block(variant, dtype=F64):
+    """The Keras twin of make_lxt.py's torch block, with its weights."""
+    w = {
+        name: LXT[f"{variant}/{name}"]
+        for name in ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo", "gamma", "beta", "Wh", "bh")
+    }
+    inp = keras.Input((6, 8), dtype=dtype)
+    mha = L.MultiHeadAttention(2, 4, dtype=dtype)
+    norm = L.LayerNormalization(epsilon=1e-3, dtype=dtype)
+    causal = variant.endswith("causal")
+    if variant.startswith("post_ln"):
+        h = norm(L.Add(dtype=dtype)([inp, mha(inp, inp, use_causal_mask=causal)]))
+    else:
+        u = norm(inp)
+        h = L.Add(dtype=dtype)([inp, mha(u, u, use_causal_mask=causal)])
+    g = h[:, 0] if variant.endswith("class_token") else L.GlobalAveragePooling1D(dtype=dtype)(h)
+    model = keras.Model(inp, L.Dense(2, dtype=dtype)(g))
+    weights = [w[k] for k in ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo")]
+    order = {"post_ln": "mha_first", "post_ln_causal": "mha_first"}.get(variant, "norm_first")
+    weights = weights + [w["gamma"], w["beta"]] if order == "mha_first" else [w["gamma"], w["beta"]] + weights
+    model.set_weights(weights + [w["Wh"], w["bh"]])
+    return model
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("method", ["attnlrp", "cplrp"])
+def test_lxt_itself(variant, method):
+    """LXT 2.1's efficient mode (tests/fixtures/make_lxt.py), which has no ε on linear maps: compared at
+    ε = 1e-12. Measured: at most 2e-9 of max |R| in float64 and 2.8e-6 in float32 (float32 rounding, about
+    6e-8 per operation, through a few dozen operations); the default ε = 1e-6 itself moves the maps by
+    1.3e-4 to 2e-3 of max |R|. The tolerances, 1e-6 and 1e-4, leave a margin of about 500 and 35."""
+    x, classes = LXT[f"{variant}/x"], LXT[f"{variant}/{method}/class"]
+    expected = LXT[f"{variant}/{method}/relevance"]
+    make = composites.AttnLRP if method == "attnlrp" else composites.CPLRP
+    model = _lxt_block(variant)
+    np.testing.assert_allclose(np.asarray(model(x)), LXT[f"{variant}/logits"], rtol=1e-6, atol=1e-9)
+    scale = np.abs(expected).max()
+    got = LRP(model, make(epsilon=1e-12)).analyze(x, neuron_selection=classes)
+    np.testing.assert_allclose(got, expected, atol=1e-6 * scale, rtol=0)
+    single = LRP(_lxt_block(variant, "float32"), make(epsilon=1e-12)).analyze(
+        x.astype("float32"), neuron_selection=classes
+    )
+    np.testing.assert_allclose(single, expected, atol=1e-4 * scale, rtol=0)

@@ -159,14 +159,14 @@ def _composite_rule(node, composite: Composite, is_first: bool) -> rules.Rule:
             f"is not elementwise; {'/'.join(registry.OUTPUT_ACTIVATIONS)} are accepted only on the output "
             "(where they are stripped). Register a rule for this layer to override."
         )
-    if kind == Kind.GATE and node.signal is None:
+    rule = composite.rule(node, is_first)
+    if kind == Kind.GATE and node.signal is None and isinstance(rule, rules.Gate):
         raise UnsupportedLayerError(
             f"Layer '{node.path}' ({type(node.layer).__name__}) multiplies {len(node.inputs)} tensors, and "
             "keras_dtd cannot tell the signal from the gate (a gate is produced by a sigmoid-like "
             "activation). Name the gate: "
             f"DTD(model, gates={{'{node.layer.name}': '<layer producing the gate>'}})."
         )
-    rule = composite.rule(node, is_first)
     if rule is None:
         raise UnsupportedLayerError(
             f"Composite '{composite.name}' has no rule for layer '{node.path}' ({type(node.layer).__name__}, "

@@ -191,6 +191,8 @@ def _transformer(mode, epsilon):
     linear = rules.Epsilon(epsilon)
     by_kind = {kind: linear for kind in Kind.LINEAR}
     by_kind[Kind.ATTENTION] = rules.Attention(linear, mode=mode, epsilon=epsilon)
+    if mode == "attnlrp":  # gated products (GeGLU) by the uniform rule; CP-LRP keeps signal-take-all
+        by_kind[Kind.GATE] = rules.UniformProduct(epsilon)
     return Composite(rules=by_kind, name="attnlrp" if mode == "attnlrp" else "cplrp")
 
 

@@ -33,7 +33,15 @@ from keras_dtd.rules.proportional import (
     ZPlusFast,
 )
 from keras_dtd.rules.recurrent import Recurrent
-from keras_dtd.rules.structural import EmbeddingSum, Gate, NoRelevance, PassThrough, Route, WinnerTakeAll
+from keras_dtd.rules.structural import (
+    EmbeddingSum,
+    Gate,
+    NoRelevance,
+    PassThrough,
+    Route,
+    UniformProduct,
+    WinnerTakeAll,
+)
 
 __all__ = [
     "AlphaBeta",
@@ -54,6 +62,7 @@ __all__ = [
     "Recurrent",
     "Route",
     "Rule",
+    "UniformProduct",
     "WSquare",
     "WinnerTakeAll",
     "Z",

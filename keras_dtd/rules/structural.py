@@ -90,6 +90,36 @@ class Gate(Rule):
         return out
 
 
+class UniformProduct(Rule):
+    """AttnLRP's uniform rule for an elementwise product of n activations y = a ⊙ b ⊙ ...
+    (GeGLU's x ⊙ gelu(g)): each factor gets 1/n of the ε share, R_k = (1/n) · y / stab(y) · R
+    (summed over the axes it was broadcast along), stab(y) = y + ε·sign(y), sign(0) = +1.
+
+    Args:
+      epsilon: the stabilizer ε.
+    """
+
+    uses_vjp = False
+
+    def __init__(self, epsilon=1e-6):
+        self.epsilon = epsilon
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        (y,) = call.outputs
+        sign = tf.where(y >= 0, tf.constant(1, y.dtype), tf.constant(-1, y.dtype))
+        share = tf.math.divide_no_nan(y, y + self.epsilon * sign) * r / len(call.inputs)
+        return [_reduced_to(share, x) for x in call.inputs]
+
+
+def _reduced_to(t, x):
+    """t summed over the axes along which x was broadcast to t's shape."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        spread = tf.broadcast_to(x, tf.shape(t))
+    return tape.gradient(spread, x, output_gradients=t)
+
+
 class EmbeddingSum(Rule):
     """Embedding: the relevance of a token is that of its vector, R_t = Σ_d R_(t,d);
     the map has the shape of the integer input."""
