@@ -26,7 +26,8 @@ def _linear(x, w, z, r):
 
 
 def _replica(mha, query, value, r_y, mode, mask=None):
-    """(output y, R_query, R_value) of one sample: query (T, D), value (S, D), r_y (T, D)."""
+    """(output y, R_query, R_value) of one sample: query (T, D), value (S, D), r_y (T, D); with
+    ``use_gate``, y = (o ⊙ σ(query·W_g + b_g))·W_o + b_o."""
     wq, bq = (np.asarray(v, np.float64) for v in (mha.query_dense.kernel, mha.query_dense.bias))
     wk, bk = (np.asarray(v, np.float64) for v in (mha.key_dense.kernel, mha.key_dense.bias))
     wv, bv = (np.asarray(v, np.float64) for v in (mha.value_dense.kernel, mha.value_dense.bias))
@@ -43,9 +44,17 @@ def _replica(mha, query, value, r_y, mode, mask=None):
     a = np.where(allowed, a, 0)
     a /= a.sum(-1, keepdims=True)
     o = np.einsum("nts,snh->tnh", a, v)
-    y = np.einsum("tnh,nhd->td", o, wo) + bo
+    gated, r_gate = o, np.zeros_like(query)
+    if mha.get_config()["use_gate"]:
+        wg, bg = (np.asarray(x, np.float64) for x in (mha._gate_dense.kernel, mha._gate_dense.bias))
+        zg = np.einsum("td,dnh->tnh", query, wg) + bg
+        gated = o / (1 + np.exp(-zg))
+    y = np.einsum("tnh,nhd->td", gated, wo) + bo
     s = r_y / _stab(y)
-    r_o = o * np.einsum("td,nhd->tnh", s, wo)
+    r_o = gated * np.einsum("td,nhd->tnh", s, wo)
+    if mha.get_config()["use_gate"] and mode != "cp":
+        r_o = 0.5 * gated / _stab(gated) * r_o
+        r_gate = query * np.einsum("tnh,dnh->td", r_o / _stab(zg), wg)
     s = r_o / _stab(o)
     if mode == "cp":
         r_v = v * np.einsum("nts,tnh->snh", a, s)
@@ -61,14 +70,14 @@ def _replica(mha, query, value, r_y, mode, mask=None):
     def back(x, w, b, z, r):
         return x * np.einsum("xnh,dnh->xd", r / _stab(z), w)
 
-    r_query = back(query, wq, bq, q, r_q)
+    r_query = back(query, wq, bq, q, r_q) + r_gate
     r_value = back(value, wv, bv, v, r_v) + back(value, wk, bk, k, r_k)
     return y, r_query, r_value
 
 
-def _cross(mask=False, dropout=0.0):
+def _cross(mask=False, dropout=0.0, gate=False, value_dim=None):
     query, value = keras.Input((3, 4), dtype=F64), keras.Input((5, 4), dtype=F64)
-    mha = L.MultiHeadAttention(2, 3, dropout=dropout, dtype=F64)
+    mha = L.MultiHeadAttention(2, 3, value_dim=value_dim, dropout=dropout, use_gate=gate, dtype=F64)
     inputs = [query, value]
     if mask:
         allowed = keras.Input((3, 5), dtype="bool")
@@ -84,9 +93,11 @@ def _cross(mask=False, dropout=0.0):
 
 
 @pytest.mark.parametrize("mode", ["attnlrp", "cp"])
-@pytest.mark.parametrize("masked", [False, True])
-def test_multi_head_attention_matches_the_float64_replica(mode, masked):
-    model, mha, top = _cross(mask=masked)
+@pytest.mark.parametrize(
+    "masked, gate, value_dim", [(False, False, None), (True, False, None), (False, True, 5)]
+)
+def test_multi_head_attention_matches_the_float64_replica(mode, masked, gate, value_dim):
+    model, mha, top = _cross(mask=masked, gate=gate, value_dim=value_dim)
     rng = np.random.default_rng(1)
     query, value = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4))
     allowed = np.ones((2, 3, 5), bool)
@@ -109,7 +120,7 @@ def test_multi_head_attention_matches_the_float64_replica(mode, masked):
         if masked:
             assert np.all(relevance[1][i, 3:] == 0)  # keys masked for every query get nothing
         if mode == "cp":
-            assert np.all(relevance[0][i] == 0)  # CP-LRP: q and k get nothing
+            assert np.all(relevance[0][i] == 0)  # CP-LRP: q, k and the gate get nothing
 
 
 def test_both_keras_code_paths_give_the_same_maps():
@@ -167,9 +178,11 @@ def test_attnlrp_finds_the_key_token():
 
 
 def test_attention_options_without_a_rule_are_refused_by_name():
-    inp = keras.Input((4, 6))
-    model = keras.Model(inp, L.MultiHeadAttention(2, 3, use_gate=True, name="gated")(inp, inp))
-    with pytest.raises(keras_dtd.UnsupportedLayerError, match=r"'gated'.*use_gate=True.*layer_rules="):
+    inp = keras.Input((4, 5, 6))
+    model = keras.Model(inp, L.MultiHeadAttention(2, 3, attention_axes=(1, 2), name="axes")(inp, inp))
+    with pytest.raises(
+        keras_dtd.UnsupportedLayerError, match=r"'axes'.*attention_axes=\(1, 2\).*layer_rules="
+    ):
         LRP(model, composites.AttnLRP())
 
 

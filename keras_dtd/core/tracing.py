@@ -38,6 +38,12 @@ def operation_name(operation) -> str | None:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", type(operation).__name__).lower()
 
 
+def attention_gate(layer):
+    """The gate projection of a ``MultiHeadAttention(use_gate=True)`` (an EinsumDense with a
+    sigmoid), or None: Keras keeps it in a private attribute."""
+    return getattr(layer, "_gate_dense", None) if layer.get_config().get("use_gate") else None
+
+
 def constant_arguments(node) -> list:
     """The non-tensor positional arguments of a traced call (e.g. the 3.0 of ``x + 3.0``)."""
     tensors = {id(t) for t in node.arguments.keras_tensors}

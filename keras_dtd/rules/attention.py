@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from keras_dtd.core.kinds import Kind
 from keras_dtd.core.linear_maps import EinsumMap, LinearMap, read_weight
-from keras_dtd.core.tracing import Node, UnsupportedLayerError
+from keras_dtd.core.tracing import Node, UnsupportedLayerError, attention_gate
 from keras_dtd.rules.base import LayerCall, Rule
 
 MODES = ("attnlrp", "cp")
@@ -62,7 +62,17 @@ class Attention(Rule):
         if mask is not None:
             weights = tf.where(mask, weights, 0)
         o = tf.einsum(_COMBINE, weights, v)
-        r_o = _through(self.linear, layer, layer.output_dense, node.path + "/output", o, r)
+        gate_dense, r_gate = attention_gate(layer), None
+        if gate_dense is None:
+            r_o = _through(self.linear, layer, layer.output_dense, node.path + "/output", o, r)
+        else:  # y = (o ⊙ σ(query·W_g + b_g))·W_o + b_o: a gated product
+            gated = o * gate_dense.activation(_project(gate_dense, query))
+            r_gated = _through(self.linear, layer, layer.output_dense, node.path + "/output", gated, r)
+            if self.mode == "cp":  # signal-take-all: the gate gets nothing
+                r_o = r_gated
+            else:  # the uniform rule: half to each factor; σ passes its half on
+                r_o = 0.5 * tf.math.divide_no_nan(gated, _stabilized(gated, self.epsilon)) * r_gated
+                r_gate = _through(self.linear, layer, gate_dense, node.path + "/gate", query, r_o)
         if self.mode == "cp":
             r_v = _through(self.linear, layer, _Weights(), node.path + "/combine", v, r_o, kernel=weights)
             r_q = r_k = None
@@ -78,11 +88,13 @@ class Attention(Rule):
             r_q = 0.5 * scaled * tf.einsum("bnts,bsnh->btnh", s, k)
             r_k = 0.5 * k * tf.einsum("bnts,btnh->bsnh", s, scaled)
         out = [None] * len(call.inputs)
-        out[positions["query"]] = (
-            None
+        r_query = (
+            []
             if r_q is None
-            else _through(self.linear, layer, layer.query_dense, node.path + "/query", query, r_q)
+            else [_through(self.linear, layer, layer.query_dense, node.path + "/query", query, r_q)]
         )
+        r_query += [] if r_gate is None else [r_gate]
+        out[positions["query"]] = tf.add_n(r_query) if r_query else None
         out[positions["value"]] = _through(
             self.linear, layer, layer.value_dense, node.path + "/value", value, r_v
         )
@@ -139,10 +151,12 @@ def _project(dense, x):
     return z if bias is None else z + bias
 
 
+def _stabilized(y, epsilon):
+    return y + epsilon * tf.where(y >= 0, tf.constant(1, y.dtype), tf.constant(-1, y.dtype))
+
+
 def _divide(r, y, epsilon):
-    return tf.math.divide_no_nan(
-        r, y + epsilon * tf.where(y >= 0, tf.constant(1, y.dtype), tf.constant(-1, y.dtype))
-    )
+    return tf.math.divide_no_nan(r, _stabilized(y, epsilon))
 
 
 class _Weights(LinearMap):
