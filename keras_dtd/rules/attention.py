@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from keras_dtd.core.kinds import Kind
 from keras_dtd.core.linear_maps import EinsumMap, LinearMap, read_weight
-from keras_dtd.core.tracing import Node, UnsupportedLayerError, attention_gate
-from keras_dtd.rules.base import LayerCall, Rule
+from keras_dtd.core.tracing import UnsupportedLayerError, attention_gate
+from keras_dtd.rules.base import Rule, inner_relevance
 
 MODES = ("attnlrp", "cp")
 _SCORES = "btnh,bsnh->bnts"  # (query, key) → scores per head
@@ -177,25 +177,5 @@ def _through(rule, layer, dense_or_map, path, x, r, kernel=None):
         kernel, bias = linear_map.parameters([x])
     else:
         linear_map, bias = dense_or_map, None
-    z = linear_map.apply([x], kernel)
-    node = Node(
-        layer=layer,
-        inputs=(0,),
-        outputs=(1,),
-        path=path,
-        kind=Kind.KERNEL,
-        linear_map=linear_map,
-        nonnegative_inputs=(False,),
-    )
-    call = LayerCall(
-        node=node,
-        inputs=[x],
-        outputs=[z if bias is None else z + bias],
-        kernel=kernel,
-        bias=bias,
-        linear=z,
-        domains=[None],
-        vjp=lambda cotangents: linear_map.transpose([x], kernel, cotangents[0]),
-    )
-    (r_x,) = rule.relevance(call, [r])
-    return tf.zeros_like(x) if r_x is None else r_x
+    (r_x,) = inner_relevance(rule, layer, path, Kind.KERNEL, linear_map, [x], kernel, bias, r)
+    return r_x

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
+from keras_dtd.core.tracing import Node
 from keras_dtd.rules import modifiers
 
 
@@ -63,3 +64,32 @@ class Rule:
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({params})"
+
+
+def inner_relevance(rule, layer, path, kind, linear_map, inputs, kernel, bias, r, domains=None):
+    """The relevance of each of ``inputs`` under ``rule`` for r at z = linear_map(inputs, kernel)
+    (+ bias): a rule applied to a piece inside a layer's own structure (a recurrent cell's
+    pre-activation or sum, an attention projection), seen as a node of ``kind`` named ``path``.
+    Inputs the rule gives nothing get zeros."""
+    z = linear_map.apply(list(inputs), kernel)
+    node = Node(
+        layer=layer,
+        inputs=tuple(range(len(inputs))),
+        outputs=(len(inputs),),
+        path=path,
+        kind=kind,
+        linear_map=linear_map,
+        nonnegative_inputs=(False,) * len(inputs),
+    )
+    call = LayerCall(
+        node=node,
+        inputs=list(inputs),
+        outputs=[z if bias is None else z + bias],
+        kernel=kernel,
+        bias=bias,
+        linear=z,
+        domains=domains or [None] * len(inputs),
+        vjp=lambda cotangents: linear_map.transpose(list(inputs), kernel, cotangents[0]),
+    )
+    shares = rule.relevance(call, [r])
+    return [tf.zeros_like(x) if s is None else s for x, s in zip(inputs, shares)]

@@ -20,8 +20,7 @@ import tensorflow as tf
 from keras_dtd.core.domains import Domain
 from keras_dtd.core.kinds import Kind
 from keras_dtd.core.linear_maps import LinearMap, MatrixMap, WeightedSumMap
-from keras_dtd.core.tracing import Node
-from keras_dtd.rules.base import LayerCall, Rule
+from keras_dtd.rules.base import Rule, inner_relevance
 
 
 class Recurrent(Rule):
@@ -194,59 +193,16 @@ def _cell_domain(domain_t, inputs):
 def _linear_share(rule, layer, path, inputs, kernels, bias, r, linear_map=None, domains=None):
     """The relevance of each input under ``rule`` for r at z = Σ_k inputs_k · kernels_k + bias,
     or at ``linear_map`` of the inputs side by side (default: their matrix product)."""
-    x = tf.concat(inputs, -1)
-    kernel = tf.concat(kernels, -2)
-    linear_map = linear_map or MatrixMap()
-    z = linear_map.apply([x], kernel)
-    node = Node(
-        layer=layer,
-        inputs=(0,),
-        outputs=(1,),
-        path=path,
-        kind=Kind.KERNEL,
-        linear_map=linear_map,
-        nonnegative_inputs=(False,),
+    x, kernel = tf.concat(inputs, -1), tf.concat(kernels, -2)
+    (r_x,) = inner_relevance(
+        rule, layer, path, Kind.KERNEL, linear_map or MatrixMap(), [x], kernel, bias, r, domains
     )
-    call = LayerCall(
-        node=node,
-        inputs=[x],
-        outputs=[z if bias is None else z + bias],
-        kernel=kernel,
-        bias=bias,
-        linear=z,
-        domains=domains or [None],
-        vjp=lambda cotangents: linear_map.transpose([x], kernel, cotangents[0]),
-    )
-    (r_x,) = rule.relevance(call, [r])
-    r_x = tf.zeros_like(x) if r_x is None else r_x
     return tf.split(r_x, [int(t.shape[-1]) for t in inputs], -1)
 
 
 def _sum_share(rule, layer, path, terms, r):
     """The relevance of each summand under ``rule`` for r at Σ_k terms_k."""
-    linear_map = WeightedSumMap(None)
-    total = tf.add_n(terms)
-    node = Node(
-        layer=layer,
-        inputs=tuple(range(len(terms))),
-        outputs=(len(terms),),
-        path=path,
-        kind=Kind.ADD,
-        linear_map=linear_map,
-        nonnegative_inputs=(False,) * len(terms),
-    )
-    call = LayerCall(
-        node=node,
-        inputs=list(terms),
-        outputs=[total],
-        kernel=None,
-        bias=None,
-        linear=total,
-        domains=[None] * len(terms),
-        vjp=lambda cotangents: linear_map.transpose(list(terms), None, cotangents[0]),
-    )
-    shares = rule.relevance(call, [r])
-    return [tf.zeros_like(t) if s is None else s for t, s in zip(terms, shares)]
+    return inner_relevance(rule, layer, path, Kind.ADD, WeightedSumMap(None), terms, None, None, r)
 
 
 def _weights(cell, dtype):
