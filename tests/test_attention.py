@@ -177,6 +177,14 @@ def test_attnlrp_finds_the_key_token():
     assert found.mean() >= 0.9, found.mean()
 
 
+def test_returned_attention_scores_are_refused_by_name():
+    inp = keras.Input((4, 6))
+    y, scores = L.MultiHeadAttention(2, 3, name="scored")(inp, inp, return_attention_scores=True)
+    model = keras.Model(inp, L.Dense(2)(L.Flatten()(y)))
+    with pytest.raises(keras_dtd.UnsupportedLayerError, match=r"'scored'.*return_attention_scores=True"):
+        LRP(model, composites.AttnLRP()).analyze(np.zeros((1, 4, 6), "float32"))
+
+
 def test_attention_options_without_a_rule_are_refused_by_name():
     inp = keras.Input((4, 5, 6))
     model = keras.Model(inp, L.MultiHeadAttention(2, 3, attention_axes=(1, 2), name="axes")(inp, inp))

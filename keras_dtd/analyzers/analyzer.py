@@ -316,7 +316,7 @@ class Analyzer:
                 continue
             r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
             outputs = [values[o] for o in node.outputs]
-            copies, (kernel, bias), linear, tape = calls[k]
+            copies, (kernel, bias), linear, tape, saved = calls[k]
             call = rules.LayerCall(
                 node=node,
                 inputs=copies,
@@ -326,6 +326,7 @@ class Analyzer:
                 linear=linear,
                 domains=[domains.get(i) for i in node.inputs],
                 vjp=_vjp(tape, copies, outputs),
+                saved=saved,
             )
             r_in = rule.relevance(call, r_out)
             if keep_layers:
@@ -416,11 +417,15 @@ class Analyzer:
             with tape or contextlib.nullcontext():
                 if tape is not None:
                     tape.watch([a for a in args if a.dtype.is_floating])
-                outputs, linear = node.forward_linear(args, parameters)
+                own = self.rules[k].forward(node, args) if self.rules else None
+                if own is None:
+                    (outputs, linear), saved = node.forward_linear(args, parameters), None
+                else:
+                    (outputs, saved), linear = own, None
                 if watch is not None and integer_inputs & set(node.inputs):
                     watch.watch([o for o in outputs if o.dtype.is_floating])
                 values.update(zip(node.outputs, outputs))
-            calls.append((args, parameters or (None, None), linear, tape))
+            calls.append((args, parameters or (None, None), linear, tape, saved))
         return values, calls
 
     def _warn_non_positive(self, selected):

@@ -44,29 +44,45 @@ class Attention(Rule):
         self.mode = mode
         self.epsilon = epsilon
 
-    def relevance(self, call, relevance):
-        (r,) = relevance
-        node, layer = call.node, call.node.layer
+    def forward(self, node, inputs):
+        """The layer's output y, computed here once for both passes, and its intermediates."""
+        layer = node.layer
         positions = _argument_positions(node)
-        query, value = call.inputs[positions["query"]], call.inputs[positions["value"]]
-        key = call.inputs[positions["key"]] if "key" in positions else value
-        mask = _mask(layer, node, call.inputs, positions, query, key)
+        query, value = inputs[positions["query"]], inputs[positions["value"]]
+        key = inputs[positions["key"]] if "key" in positions else value
+        mask = _mask(layer, node, inputs, positions, query, key)
         q, k, v = (
             _project(sub, x)
             for sub, x in ((layer.query_dense, query), (layer.key_dense, key), (layer.value_dense, value))
         )
-        scores = tf.einsum(_SCORES, q * tf.cast(layer.key_dim**-0.5, q.dtype), k)
+        scaled = q * tf.cast(layer.key_dim**-0.5, q.dtype)
+        scores = tf.einsum(_SCORES, scaled, k)
         if mask is not None:
             scores = tf.where(mask, scores, tf.constant(-1e9, scores.dtype))
         weights = tf.nn.softmax(scores, axis=-1)
         if mask is not None:
             weights = tf.where(mask, weights, 0)
         o = tf.einsum(_COMBINE, weights, v)
+        gate_dense = attention_gate(layer)
+        gated = o if gate_dense is None else o * gate_dense.activation(_project(gate_dense, query))
+        y = _project(layer.output_dense, gated)
+        saved = {"positions": positions, "mask": mask, "scaled": scaled, "k": k, "v": v}
+        saved.update(scores=scores, weights=weights, o=o, gated=gated)
+        return [y], saved
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        node, layer = call.node, call.node.layer
+        saved = call.saved if call.saved is not None else self.forward(node, call.inputs)[1]
+        positions, mask = saved["positions"], saved["mask"]
+        scaled, k, v, scores, weights, o = (saved[n] for n in ("scaled", "k", "v", "scores", "weights", "o"))
+        query, value = call.inputs[positions["query"]], call.inputs[positions["value"]]
+        key = call.inputs[positions["key"]] if "key" in positions else value
         gate_dense, r_gate = attention_gate(layer), None
         if gate_dense is None:
             r_o = _through(self.linear, layer, layer.output_dense, node.path + "/output", o, r)
         else:  # y = (o ⊙ σ(query·W_g + b_g))·W_o + b_o: a gated product
-            gated = o * gate_dense.activation(_project(gate_dense, query))
+            gated = saved["gated"]
             r_gated = _through(self.linear, layer, layer.output_dense, node.path + "/output", gated, r)
             if self.mode == "cp":  # signal-take-all: the gate gets nothing
                 r_o = r_gated
@@ -83,7 +99,6 @@ class Attention(Rule):
             r_scores = scores * (r_weights - weights * tf.reduce_sum(r_weights, axis=-1, keepdims=True))
             if mask is not None:
                 r_scores = tf.where(mask, r_scores, 0)
-            scaled = q * tf.cast(layer.key_dim**-0.5, q.dtype)
             s = _divide(r_scores, scores, self.epsilon)
             r_q = 0.5 * scaled * tf.einsum("bnts,bsnh->btnh", s, k)
             r_k = 0.5 * k * tf.einsum("bnts,btnh->bsnh", s, scaled)
@@ -118,6 +133,11 @@ def _argument_positions(node):
         found = arguments.args[2] if name == "key" and len(arguments.args) > 2 else arguments.kwargs.get(name)
         if found is not None:
             named[name] = found
+    if arguments.kwargs.get("return_attention_scores"):
+        raise UnsupportedLayerError(
+            f"Layer '{node.path}' is called with return_attention_scores=True; keras_dtd explains its output "
+            "alone. Explain a model built without returning the scores (same weights)."
+        )
     for keyword in ("query_mask", "value_mask", "key_mask"):
         if arguments.kwargs.get(keyword) is not None:
             raise UnsupportedLayerError(

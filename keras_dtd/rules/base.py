@@ -22,7 +22,8 @@ class LayerCall:
     ``linear``: z_j = Σ_i x_i w_ij as computed in the forward pass (before bias and
     activation; None for nodes without a linear map);
     ``domains``: a :class:`Domain` or None per input; ``vjp(cotangents)``: the
-    vector–Jacobian product of the recorded forward call, one result per input.
+    vector–Jacobian product of the recorded forward call, one result per input; ``saved``:
+    what the rule's own :meth:`Rule.forward` kept, if it computed the forward call.
     """
 
     node: Any
@@ -33,6 +34,7 @@ class LayerCall:
     linear: Any
     domains: list
     vjp: Callable
+    saved: Any = None
 
     @functools.cached_property
     def signed_inputs(self):
@@ -54,6 +56,12 @@ class Rule:
 
     def relevance(self, call, relevance):  # pragma: no cover - interface
         raise NotImplementedError
+
+    def forward(self, node, inputs):
+        """The node's outputs and what the backward step needs, computed by the rule itself
+        (e.g. attention's intermediates, computed once for both passes), or None to let the
+        layer compute its outputs (the default)."""
+        return None
 
     def keeps_rectified(self, node):
         """Given that relevance reaches only outputs ≥ 0 of ``node``: "yes" if this rule
