@@ -264,3 +264,13 @@ def test_lxt_itself(variant, method):
         x.astype("float32"), neuron_selection=classes
     )
     np.testing.assert_allclose(single, expected, atol=1e-4 * scale, rtol=0)
+
+
+def test_a_quantized_attention_layer_is_refused_by_name():
+    inp = keras.Input((4, 6))
+    model = keras.Model(inp, L.MultiHeadAttention(2, 3)(inp, inp))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.quantize("int8")
+    with pytest.raises(keras_dtd.UnsupportedLayerError, match=r"EinsumDense.*mode 'int8'"):
+        LRP(model, composites.AttnLRP()).analyze(np.zeros((1, 4, 6), "float32"))

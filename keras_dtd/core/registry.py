@@ -349,7 +349,7 @@ def _check_attention(layer):
     """Refuse MultiHeadAttention options that :class:`keras_dtd.rules.Attention` does not explain."""
     name = f"Layer '{layer.name}' (MultiHeadAttention)"
     problems = []
-    if getattr(layer, "_sliding_window", None) is not None:
+    if layer.get_config().get("sliding_window") is not None:
         problems.append("a sliding window")
     if layer.attention_axes is not None and tuple(layer.attention_axes) not in ((1,), (-2,)):
         problems.append(f"attention_axes={layer.attention_axes}")

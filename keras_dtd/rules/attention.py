@@ -16,7 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_dtd.core.kinds import Kind
-from keras_dtd.core.linear_maps import EinsumMap, LinearMap, read_weight
+from keras_dtd.core.linear_maps import EinsumMap, LinearMap
 from keras_dtd.core.tracing import UnsupportedLayerError, attention_gate
 from keras_dtd.rules.base import Rule, inner_relevance
 
@@ -166,8 +166,10 @@ def _mask(layer, node, inputs, positions, query, key):
 
 
 def _project(dense, x):
-    z = tf.einsum(dense.equation, x, read_weight(dense, "kernel"))
-    bias = read_weight(dense, "bias") if dense.bias is not None else None
+    """An EinsumDense sublayer's pre-activation, by its linear map (live, refused if quantized)."""
+    linear_map = EinsumMap(dense, "kernel", "bias")
+    kernel, bias = linear_map.parameters([x])
+    z = linear_map.apply([x], kernel)
     return z if bias is None else z + bias
 
 
