@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3
 VENV := .venv
+KERAS_HUB := 0.32.0
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -9,7 +10,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,examples,test,beam]"
+	$(PY) -m pip install --quiet -e ".[cpu,examples,test,beam,hub]"
+	$(PY) -m pip install --quiet --no-deps "keras-hub==$(KERAS_HUB)"  # without tensorflow-text (setup.cfg, [hub])
 	touch $@
 
 test: $(VENV)/.installed

@@ -66,7 +66,7 @@ def _private_members_of_analyzer():
 
 def test_no_module_touches_an_analyzers_private_members():
     private = _private_members_of_analyzer()
-    assert {"_graph", "_forward", "_output_id"} <= private
+    assert {"_plan", "_forward", "_output_index"} <= private
     touched = []
     for _, path in _modules():
         if path.name == "analyzer.py":

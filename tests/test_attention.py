@@ -213,8 +213,17 @@ def test_attnlrp_splits_a_gated_product_in_halves():
         r_half = 0.5 * y / _stab(y) * r_y
         expected = _linear(xs, wa, za, r_half) + _linear(xs, wb, zb, r_half)  # tanh passes R through
         np.testing.assert_allclose(rs, expected, atol=1e-9 * np.abs(expected).max(), rtol=0)
+    # CP-LRP (as LXT's patch of gated MLPs): the activated factor is the gate, the linear one keeps all
+    relevance = LRP(model, composites.CPLRP(EPS)).analyze(x, neuron_selection=0)
+    for xs, rs in zip(x, relevance):
+        za = xs @ wa + ba
+        y = za * np.tanh(xs @ wb + bb)
+        f = y @ w[:, 0]
+        expected = _linear(xs, wa, za, y * w[:, 0] * f / _stab(np.array(f)))
+        np.testing.assert_allclose(rs, expected, atol=1e-9 * np.abs(expected).max(), rtol=0)
+    both = keras.Model(inp, top(L.Multiply(dtype=F64)([L.Activation("tanh")(a), b])))
     with pytest.raises(keras_dtd.UnsupportedLayerError, match="cannot tell the signal from the gate"):
-        LRP(model, composites.CPLRP())  # CP-LRP's signal-take-all needs the gate named
+        LRP(both, composites.CPLRP())  # both factors activated: the gate must be named
 
 
 LXT = np.load(pathlib.Path(__file__).parent / "fixtures" / "lxt.npz")

@@ -69,7 +69,7 @@ def test_bad_composites_say_what_is_wrong(branches):
         composites.Composite({"kernel": "Z"})
     with pytest.raises(ValueError, match="first_layer"):
         composites.Composite({"kernel": rules.Z()}, first_layer="first")
-    with pytest.raises(UnsupportedLayerError, match="no rule for layer 'a'"):
+    with pytest.raises(UnsupportedLayerError, match="no rule for layer 'top'"):
         LRP(model, composites.Composite({"pool": rules.Z()}))
     with pytest.raises(ValueError, match="either a composite or rule"):
         LRP(model, composites.EpsilonPlus(), first_rule=rules.Flat())

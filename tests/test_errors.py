@@ -5,6 +5,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_dtd
 from keras_dtd import DTD, rules
@@ -89,8 +90,10 @@ def test_multi_output_model_needs_an_output():
 
 
 class Scale(keras.layers.Layer):
+    """2x with a TensorFlow function: its call cannot be traced on Keras symbolic tensors."""
+
     def call(self, x):
-        return 2.0 * x
+        return tf.multiply(x, 2.0)
 
 
 def test_unsupported_layer_names_it_and_registering_fixes_it():

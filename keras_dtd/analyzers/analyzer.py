@@ -14,9 +14,19 @@ from keras_dtd import rules
 from keras_dtd.analyzers import assignment, checks
 from keras_dtd.analyzers import composites as C
 from keras_dtd.analyzers.streaming import analyze_stream, is_stream
+from keras_dtd.core import registry
 from keras_dtd.core.canonize import canonize
 from keras_dtd.core.domains import input_domains
-from keras_dtd.core.tracing import trace
+from keras_dtd.core.kinds import Kind
+from keras_dtd.core.tracing import Graph, trace
+
+# Inputs whose embeddings act as biases (as LXT's token-type embeddings): relevance reaching
+# them is absorbed, and they get no map (KerasHub's segment ids).
+BIAS_INPUTS = ("segment_ids",)
+# A model input that marks padded positions (KerasHub's): a sequence's last position is its last unpadded one.
+PADDING_MASK = "padding_mask"
+# The size given to unknown axes when a model whose custom layers are traced is checked at construction.
+_PROBE_SIZE = 2
 
 
 class ZeroRelevanceWarning(UserWarning):
@@ -58,6 +68,16 @@ class RelevancePass(NamedTuple):
     target: tf.Tensor
     layers: dict
     balance: dict
+
+
+class _Plan(NamedTuple):
+    """The canonized graph, one rule per node, the explained output's tensor id and the
+    tensors relevance reaches."""
+
+    graph: Graph
+    rules: tuple
+    output_id: int
+    reached: frozenset
 
 
 class ForwardPass(NamedTuple):
@@ -125,20 +145,18 @@ class Analyzer:
         self.composite = composite
         self.positive_output = positive_output
         self.batch_size = batch_size
-        self._graph = canonize(trace(model), gates)
-        self.rules, non_relu = (
-            assignment.assign(self._graph, composite, layer_rules) if composite is not None else ((), ())
+        self._gate_names = gates
+        self._layer_rules = layer_rules
+        graph = trace(model)
+        self._output_index, self._output_size, self._sequence_output = checks.choose_output(
+            graph, model, output
         )
-        if self.rules:
-            self._graph = assignment.mark_rectified(self._graph, self.rules)
-        if non_relu and composite.non_relu == "warn":
-            warnings.warn(
-                assignment.non_relu_warning(non_relu),
-                assignment.NonReLUWarning,
-                stacklevel=checks.caller_stacklevel(),
-            )
-        self._output_id, self._output_size = checks.choose_output(self._graph, model, output)
-        self._input_range = checks.check_input_range(self._graph, input_range)
+        self._input_range = checks.check_input_range(graph, input_range)
+        self._traced_calls = any(self._traces_call(node.layer, node.arguments) for node in graph.nodes)
+        if self._traced_calls:  # custom layers: checked on inputs of a probe shape
+            probe = [tuple(_PROBE_SIZE if d is None else d for d in shape) for shape in graph.input_shapes]
+            graph = trace(model, probe, self._traces_call)
+        self._plan = self._make_plan(graph, warn=True)
         if jit_compile == "auto":
             jit_compile = bool(tf.config.list_physical_devices("GPU"))
         self.jit_compile = bool(jit_compile)
@@ -152,12 +170,18 @@ class Analyzer:
         """Relevance map(s) with the shape of ``x``.
 
         Args:
-          x: an array (a list of arrays for a multi-input model) of shape (batch, ...), or
+          x: an array (a list of arrays for a multi-input model, or a dict keyed by the
+            model's input names: the maps are then a dict for the inputs relevance reaches,
+            e.g. ``token_ids`` but not ``padding_mask`` or ``segment_ids``) of shape (batch, ...), or
             a ``tf.data.Dataset`` or any iterable of batches (x, or (x, y) pairs), streamed
             with memory bounded by the batch (:mod:`keras_dtd.analyzers.streaming`).
           neuron_selection: "max_activation" (each sample's top output), an int, one int
             per sample, or "all" (every output). A conservative map sums to the selected
-            output f (to max(f, 0) with ``positive_output``).
+            output f (to max(f, 0) with ``positive_output``). For a sequence output (a
+            language model's (batch, length, vocabulary)): "max_activation" is the top token
+            at each sample's last position (its last unpadded one, given a ``padding_mask``
+            input); an int is a token there; a ``(position, token)`` pair (or one per sample,
+            shape (n, 2)) names both, positions counting from the end when negative.
           return_layers: also return ``{layer path: relevance of the layer's output}``.
           verbose: for streams: "auto", 0 or 1 (a progress bar).
           out: for streams: "maps.npy" writes the maps batch by batch and returns a
@@ -191,22 +215,28 @@ class Analyzer:
         the explained outputs and what the maps sum to)."""
         batches = self.validate_inputs(x)
         n = batches[0].shape[0]
-        indices, all_outputs = self.validate_selection(neuron_selection, n)
+        indices, all_outputs = self.validate_selection(neuron_selection, n, batches)
         function = self._function(all_outputs, return_layers)
         size = self.batch_size
         parts = []
         for start in range(0, n, size):
             stop = min(start + size, n)
             pad = size - (stop - start) if n > size else 0
-            batch = [checks.padded(a[start:stop], pad, 0) for a in batches]
-            result = function(batch, checks.padded(indices[start:stop], pad, -1))
+            batch = [tf.constant(checks.padded(a[start:stop], pad, 0)) for a in batches]
+            result = function(batch, tf.constant(checks.padded(indices[start:stop], pad, -1)))
             parts.append(tf.nest.map_structure(lambda t, m=stop - start: t.numpy()[:m], result))
         relevance, score, target, layers, balance = tf.nest.map_structure(
             lambda *ts: np.concatenate(ts), *parts
         )  # a RelevancePass of numpy arrays
         if self.positive_output:
             self._warn_non_positive(score)
-        relevance = relevance[0] if len(relevance) == 1 else list(relevance)
+        if isinstance(x, dict):  # keyed like the inputs, for those relevance reaches
+            names = self._plan.graph.input_names
+            relevance = {
+                name: r for name, r, reached in zip(names, relevance, self.explained_inputs) if reached
+            }
+        else:
+            relevance = relevance[0] if len(relevance) == 1 else list(relevance)
         if not return_layers:
             return Explanation(relevance, score, target, None)
         return Explanation(relevance, score, target, layers, dict(balance))
@@ -231,14 +261,30 @@ class Analyzer:
     def graph(self):
         """The canonized traced model (:class:`keras_dtd.core.tracing.Graph`): its nodes
         in execution order, each with its layer path, kind and linear map; ``rules[k]``
-        is the rule of ``graph.nodes[k]``."""
-        return self._graph
+        is the rule of ``graph.nodes[k]``. A model with custom layers, traced inside
+        (``graph.traced_calls``), has a graph per input shape: this one is for inputs with
+        unknown axes of size 2; the compiled pass traces its own."""
+        return self._plan.graph
+
+    @property
+    def rules(self) -> tuple:
+        """One rule per node of :attr:`graph` (empty for the gradient baselines)."""
+        return self._plan.rules
+
+    @property
+    def explained_inputs(self) -> list:
+        """Per model input, whether relevance reaches it (a padding mask or segment ids: no)."""
+        return [i in self._plan.reached for i in self._plan.graph.inputs]
 
     @property
     def input_specs(self) -> list:
         """One ``tf.TensorSpec`` per model input, with a free batch axis."""
-        graph = self._graph
-        return [tf.TensorSpec((None,) + s[1:], d) for s, d in zip(graph.input_shapes, graph.input_dtypes)]
+        graph = self._plan.graph
+        shapes = [
+            (None,) + (tuple(None for _ in s[1:]) if graph.traced_calls else s[1:])
+            for s in graph.input_shapes
+        ]
+        return [tf.TensorSpec(shape, d) for shape, d in zip(shapes, graph.input_dtypes)]
 
     @property
     def output_size(self) -> int:
@@ -258,25 +304,41 @@ class Analyzer:
           TypeError, ValueError: wrong count, dtype or shape, an empty batch, NaN or
             infinite values, or values outside ``input_range``.
         """
-        return checks.check_inputs(self._graph, self.model.name, x, self._input_range)
+        return checks.check_inputs(self._plan.graph, self.model.name, x, self._input_range)
 
-    def validate_selection(self, neuron_selection, n):
+    def validate_selection(self, neuron_selection, n, inputs=None):
         """(int32 (n,) indices with -1 for each sample's top output, whether "all" outputs
-        are explained) for a ``neuron_selection`` of :meth:`analyze`.
+        are explained) for a ``neuron_selection`` of :meth:`analyze`. For a sequence output
+        (a language model's (batch, length, vocabulary)), ``inputs`` (as
+        :meth:`validate_inputs` returns them) give the length and each sample's last
+        position (its last unpadded one, with a ``padding_mask`` input); see
+        :func:`keras_dtd.analyzers.checks.check_sequence_selection`.
 
         Raises:
           ValueError: an unknown mode, a wrong number of indices or an index out of range.
         """
-        return checks.check_selection(neuron_selection, n, self._output_size)
+        if not self._sequence_output:
+            return checks.check_selection(neuron_selection, n, self._output_size)
+        if inputs is None:
+            raise ValueError("validate_selection needs the inputs for a sequence output.")
+        graph = self._plan.graph
+        sequences = [x for x, s in zip(inputs, graph.input_shapes) if len(s) > 1 and x.ndim > 1]
+        length = sequences[0].shape[1]
+        last = np.full(n, length - 1)
+        if PADDING_MASK in graph.input_names:
+            mask = np.asarray(inputs[graph.input_names.index(PADDING_MASK)]).astype(bool)
+            last = np.where(mask.any(axis=1), length - 1 - np.argmax(mask[:, ::-1], axis=1), length - 1)
+        return checks.check_sequence_selection(neuron_selection, n, self._output_size, length, last)
 
     def forward(self, inputs, watch=None) -> ForwardPass:
         """The model on tensors, as keras_dtd computes it (inference mode, a final
         softmax or sigmoid stripped): a :class:`ForwardPass`. ``watch``: a GradientTape on
         which the outputs of layers reading integer model inputs (embeddings of token ids)
         are watched, so that gradients can be taken there."""
-        values, _ = self._forward(inputs, tapes=False, watch=watch)
-        layers = {node.path: values[node.outputs[0]] for node in self._graph.nodes}
-        return ForwardPass(values[self._output_id], layers)
+        plan = self._plan_for(inputs)
+        values, _ = self._forward(plan, inputs, tapes=False, watch=watch)
+        layers = {node.path: values[node.outputs[0]] for node in plan.graph.nodes}
+        return ForwardPass(values[plan.output_id], layers)
 
     def select(self, f, indices, all_outputs=False):
         """(mask of the explained outputs, shaped like f; the selected score per sample)
@@ -284,8 +346,15 @@ class Analyzer:
         scores = tf.reshape(f, (tf.shape(f)[0], -1))
         if all_outputs:
             return tf.ones_like(f), tf.reduce_max(scores, axis=-1)
-        best = tf.argmax(scores, axis=-1, output_type=tf.int32)
-        mask = tf.one_hot(tf.where(indices < 0, best, indices), self._output_size, dtype=scores.dtype)
+        if self._sequence_output:  # t·n + v, or −(t + 1) for the top token at position t
+            n = self._output_size
+            position = tf.where(indices < 0, -indices - 1, indices // n)
+            best = tf.argmax(tf.gather(f, position, axis=1, batch_dims=1), axis=-1, output_type=tf.int32)
+            indices = tf.where(indices < 0, position * n + best, indices)
+        else:
+            best = tf.argmax(scores, axis=-1, output_type=tf.int32)
+            indices = tf.where(indices < 0, best, indices)
+        mask = tf.one_hot(indices, tf.shape(scores)[-1], dtype=scores.dtype)
         return tf.reshape(mask, tf.shape(f)), tf.reduce_sum(mask * scores, axis=-1)
 
     def relevance_pass(self, inputs, indices, all_outputs=False, keep_layers=False) -> RelevancePass:
@@ -302,19 +371,23 @@ class Analyzer:
         Returns:
           A :class:`RelevancePass`.
         """
-        graph = self._graph
-        values, calls = self._forward(inputs, tapes=True)
+        plan = self._plan_for(inputs)
+        graph = plan.graph
+        values, calls = self._forward(plan, inputs, tapes=True)
         domains = input_domains(graph, inputs, values, self._input_range)
-        f = values[self._output_id]
+        f = values[plan.output_id]
         mask, score = self.select(f, indices, all_outputs)
         top = self.start_relevance(inputs, f, mask)
-        relevance = {self._output_id: top}
+        relevance = {plan.output_id: top}
         balance = {}
         for k in reversed(range(len(graph.nodes))):
-            node, rule = graph.nodes[k], self.rules[k]
+            node, rule = graph.nodes[k], plan.rules[k]
             if not any(o in relevance for o in node.outputs):
                 continue
-            r_out = [relevance[o] if o in relevance else tf.zeros_like(values[o]) for o in node.outputs]
+            r_out = [
+                _as(relevance[o], values[o]) if o in relevance else tf.zeros_like(values[o])
+                for o in node.outputs
+            ]
             outputs = [values[o] for o in node.outputs]
             copies, (kernel, bias), linear, tape, saved = calls[k]
             call = rules.LayerCall(
@@ -333,7 +406,7 @@ class Analyzer:
                 passed = [per_sample_sum(tf.cast(r, top.dtype)) for r in r_in if r is not None]
                 balance[node.path] = tf.stack(
                     [
-                        tf.add_n([per_sample_sum(r) for r in r_out]),
+                        tf.add_n([per_sample_sum(tf.cast(r, top.dtype)) for r in r_out]),
                         tf.add_n(passed) if passed else tf.zeros_like(score),
                     ],
                     axis=-1,
@@ -380,7 +453,8 @@ class Analyzer:
             self.trace_count += 1
             return self.relevance_pass(inputs, indices, *key)
 
-        signature = (self.input_specs, tf.TensorSpec((None,), tf.int32))
+        # a model with traced custom layers: one trace per input shape (its graph depends on it)
+        signature = None if self._traced_calls else (self.input_specs, tf.TensorSpec((None,), tf.int32))
         return self.compiled(  # plain Python control flow: no AutoGraph needed
             key,
             lambda: tf.function(
@@ -391,19 +465,69 @@ class Analyzer:
     def _variables_in_use(self):
         """What a compiled pass captured: the model's variables (by identity) and each layer's
         quantization mode and LoRA state, which ``enable_lora`` and ``quantize`` change in place."""
-        layers = [node.layer for node in self._graph.nodes]
+        layers = [node.layer for node in self._plan.graph.nodes]
         states = tuple(
             (getattr(x, "quantization_mode", None), getattr(x, "lora_enabled", False)) for x in layers
         )
         return tuple(id(v) for v in self.model.variables), states
 
-    def _forward(self, inputs, tapes, watch=None):
-        """Run the traced graph on ``inputs``. With ``tapes``, a call whose rule takes a VJP
+    def _make_plan(self, graph, warn=False):
+        """Canonize ``graph`` and assign its rules (warning about non-ReLU activations if ``warn``)."""
+        graph = canonize(graph, self._gate_names)
+        output_id = graph.outputs[self._output_index]
+        if self.composite is None:
+            return _Plan(graph, (), output_id, frozenset())
+        biases = {  # embeddings of inputs that act as biases: their relevance is absorbed
+            node.path: rules.NoRelevance()
+            for node in graph.nodes
+            if node.kind == Kind.EMBEDDING
+            and any(
+                graph.input_names[graph.inputs.index(i)] in BIAS_INPUTS
+                for i in node.inputs
+                if i in graph.inputs
+            )
+        }
+        chosen, non_relu, reached = assignment.assign(
+            graph, self.composite, {**biases, **(self._layer_rules or {})}
+        )
+        graph = assignment.mark_rectified(graph, chosen)
+        if warn and non_relu and self.composite.non_relu == "warn":
+            warnings.warn(
+                assignment.non_relu_warning(non_relu),
+                assignment.NonReLUWarning,
+                stacklevel=checks.caller_stacklevel(),
+            )
+        return _Plan(graph, chosen, output_id, reached)
+
+    def _plan_for(self, inputs):
+        """The plan for a pass on ``inputs``: the one built at construction, or for a model whose
+        custom layers are traced inside, one traced for these inputs' shapes (inside a
+        ``tf.function``: its constants are read from the variables at every call)."""
+        if not self._traced_calls:
+            return self._plan
+        shapes = [tuple(x.shape) for x in inputs]
+        if any(d is None for shape in shapes for d in shape):
+            raise ValueError(
+                f"Model '{self.model.name}' has custom layers that keras_dtd traces inside, for inputs of "
+                f"known shapes; received inputs of shapes {shapes}. Call the analyzer on arrays, or trace "
+                "your tf.function with full shapes (no input_signature with None)."
+            )
+        return self._make_plan(trace(self.model, shapes, self._traces_call))
+
+    def _traces_call(self, layer, arguments):
+        """Whether a layer's call is traced inside: no registry entry explains it, and no rule was
+        given for it (by class with ``register_rule``, or by name in ``layer_rules``)."""
+        if assignment.registered_rule(layer) is not None or layer.name in (self._layer_rules or {}):
+            return False
+        return registry.traces_call(layer, arguments)
+
+    def _forward(self, plan, inputs, tapes, watch=None):
+        """Run the plan's graph on ``inputs``. With ``tapes``, a call whose rule takes a VJP
         through it is recorded on a tape of its own, on identity copies of its inputs, so
         the VJP walks only that layer (one tape for the whole pass would make every VJP
         walk back to the input: quadratic in depth). Returns (tensor values by id, per
         node: (inputs, (kernel, bias), Σ_i x_i w_ij or None, tape or None))."""
-        graph = self._graph
+        graph, node_rules = plan.graph, plan.rules
         values = dict(zip(graph.inputs, inputs))
         integer_inputs = {i for i, x in zip(graph.inputs, inputs) if not x.dtype.is_floating}
         calls = []
@@ -411,13 +535,13 @@ class Analyzer:
             args = [values[i] for i in node.inputs]
             parameters = None if node.linear_map is None else node.linear_map.parameters(args)
             tape = None
-            if tapes and self.rules and self.rules[k].needs_vjp(node):
+            if tapes and node_rules and node_rules[k].needs_vjp(node):
                 args = [tf.identity(a) for a in args]
                 tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
             with tape or contextlib.nullcontext():
                 if tape is not None:
                     tape.watch([a for a in args if a.dtype.is_floating])
-                own = self.rules[k].forward(node, args) if self.rules else None
+                own = node_rules[k].forward(node, args) if node_rules else None
                 if own is None:
                     (outputs, linear), saved = node.forward_linear(args, parameters), None
                 else:
@@ -449,6 +573,12 @@ def _vjp(tape, inputs, outputs):
         return tape.gradient(outputs, inputs, output_gradients=cotangents)
 
     return vjp
+
+
+def _as(r, value):
+    """Relevance in the dtype of the value it belongs to (a layer that computes in float32 inside a
+    float64 model, as KerasHub's RMSNormalization does)."""
+    return tf.cast(r, value.dtype) if value.dtype.is_floating and r.dtype != value.dtype else r
 
 
 def per_sample_sum(t):

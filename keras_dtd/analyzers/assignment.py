@@ -5,12 +5,16 @@ A rule is chosen for each node, first match wins:
   2. rules registered with :func:`register_rule`, by layer class (latest first);
   3. the composite (:mod:`keras_dtd.composites`): by position (first kernel layers),
      layer class or kind.
+A node that relevance cannot reach (its outputs feed only inputs that the rules give
+none: a normalization's statistics, a mask, sines computed from positions) gets
+:class:`~keras_dtd.rules.NoRelevance` and needs no rule.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import NamedTuple
 
 from keras_dtd import rules
 from keras_dtd.analyzers.composites import Composite
@@ -55,27 +59,52 @@ def unregister_rule(layer_class: type) -> None:
     _REGISTRY[:] = [(c, r) for c, r in _REGISTRY if c is not layer_class]
 
 
-def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[rules.Rule, ...], tuple[str, ...]]:
-    """(One rule per node of the canonized ``graph``, the hidden non-ReLU activations);
-    refuses those if the composite says so (see :func:`non_relu_warning` for "warn")."""
+_UNREACHED = rules.NoRelevance()
+
+
+def registered_rule(layer):
+    """The rule :func:`register_rule` gave the layer's class (the latest match), or None."""
+    return next((r for c, r in _REGISTRY if isinstance(layer, c)), None)
+
+
+class Assignment(NamedTuple):
+    """What :func:`assign` returns: one rule per node; the hidden non-ReLU activations
+    ("path (activation)"); the tensors relevance can reach (model inputs among them)."""
+
+    rules: tuple
+    non_relu: tuple
+    reached: frozenset
+
+
+def assign(graph, composite: Composite, layer_rules=None) -> Assignment:
+    """The rules of the canonized ``graph``'s nodes (an :class:`Assignment`); refuses
+    non-ReLU activations if the composite says so (see :func:`non_relu_warning` for "warn")."""
     layer_rules = layer_rules or {}
     first = _first_kernel_nodes(graph)
     if composite.first_layer == "one":
         selected = [k for k in sorted(first) if composite.first_rule(graph.nodes[k]) is not None]
         first = set(selected[:1])
-    chosen = []
+    chosen = [None] * len(graph.nodes)
     non_relu = []
-    for k, node in enumerate(graph.nodes):
+    reached = set(graph.outputs)
+    for k in reversed(range(len(graph.nodes))):
+        node = graph.nodes[k]
+        if not reached & set(node.outputs):
+            chosen[k] = _UNREACHED
+            continue
         rule = layer_rules.get(node.path) or layer_rules.get(node.layer.name)
         if rule is None:
-            rule = next((r for c, r in _REGISTRY if isinstance(node.layer, c)), None)
+            rule = registered_rule(node.layer)
         if rule is None:
             rule = _composite_rule(node, composite, k in first)
             if node.kind == Kind.ATTENTION:
                 non_relu.append(f"{node.path} (softmax attention)")
             elif node.activation not in registry.RELU_ACTIVATIONS:
                 non_relu.append(f"{node.path} ({node.activation})")
-        chosen.append(rule)
+        chosen[k] = rule
+        receivers = rule.receivers(node)
+        reached.update(node.inputs if receivers is None else [node.inputs[i] for i in receivers])
+    non_relu.reverse()
     if non_relu and composite.non_relu == "refuse":
         raise UnsupportedLayerError(
             f"strict=True: {len(non_relu)} layers use activations other than ReLU: {_listed(non_relu)}. Deep "
@@ -87,7 +116,7 @@ def assign(graph, composite: Composite, layer_rules=None) -> tuple[tuple[rules.R
             f"layer_rules names layers the model does not have: {sorted(unknown)} (a BatchNormalization "
             "folded into the Dense/Conv before it has no rule of its own)."
         )
-    return tuple(chosen), tuple(non_relu)
+    return Assignment(tuple(chosen), tuple(non_relu), frozenset(reached))
 
 
 def mark_rectified(graph, node_rules):
@@ -153,7 +182,7 @@ def _composite_rule(node, composite: Composite, is_first: bool) -> rules.Rule:
             f"keras_dtd.register_rule({cls}, keras_dtd.rules.PassThrough()) for a layer that keeps "
             f"relevance as it is, or pass layer_rules={{'{node.layer.name}': rule}} to the analyzer."
         )
-    if node.activation not in registry.ELEMENTWISE_ACTIVATIONS:
+    if node.activation not in registry.ELEMENTWISE_ACTIVATIONS and kind != Kind.SOFTMAX:
         raise UnsupportedLayerError(
             f"Layer '{node.path}' ({type(node.layer).__name__}) has activation '{node.activation}', which "
             f"is not elementwise; {'/'.join(registry.OUTPUT_ACTIVATIONS)} are accepted only on the output "

@@ -14,7 +14,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from keras_dtd.analyzers.analyzer import Analyzer, RelevancePass, per_sample_sum
+from keras_dtd.analyzers.analyzer import BIAS_INPUTS, Analyzer, RelevancePass, per_sample_sum
 from keras_dtd.core.kinds import Kind
 
 _POSTPROCESS = (None, "abs", "square")
@@ -30,6 +30,13 @@ class Gradient(Analyzer):
         super().__init__(model, None, positive_output=False, **kwargs)
         self.postprocess = postprocess
         self._embeddings = _embeddings_of_integer_inputs(self)
+
+    @property
+    def explained_inputs(self):
+        """Per model input, whether it gets a map: not an integer input that no embedding reads (a
+        padding mask), nor one whose embeddings act as biases (:data:`BIAS_INPUTS`)."""
+        names = self.graph.input_names
+        return [paths is not None and name not in BIAS_INPUTS for paths, name in zip(self._embeddings, names)]
 
     def _post(self, grads):
         if self.postprocess == "abs":
@@ -70,10 +77,13 @@ class Gradient(Analyzer):
             forward = self.forward(inputs, watch=tape)
         f = forward.output
         mask, score = self.select(f, indices, all_outputs)
-        embedded = [[forward.layers[path] for path in paths] for paths in self._embeddings]
+        embedded = [[forward.layers[path] for path in paths or ()] for paths in self._embeddings]
         sources = [e if e else x for x, e in zip(inputs, embedded)]
         gradients = tape.gradient(f, sources, output_gradients=mask)
-        maps = [self._map(k, x, g, e) for k, (x, g, e) in enumerate(zip(inputs, gradients, embedded))]
+        maps = [
+            tf.zeros(tf.shape(x), f.dtype) if paths is None else self._map(k, x, g, e)
+            for k, (x, g, e, paths) in enumerate(zip(inputs, gradients, embedded, self._embeddings))
+        ]
         return RelevancePass(maps, score, per_sample_sum(mask * f), {}, {})
 
     def _map(self, k, x, gradient, embedded):
@@ -94,7 +104,8 @@ class InputTimesGradient(Gradient):
 
 def _embeddings_of_integer_inputs(analyzer):
     """Per model input: [] for a float input; for an integer one (token ids), the paths of the
-    embedding layers reading it, where gradients are taken instead (refused without one)."""
+    embedding layers reading it, where gradients are taken instead; None for an integer input
+    no embedding reads (a padding mask). Refused where an embedding and other layers read it."""
     graph = analyzer.graph
     found = []
     for k, (i, dtype) in enumerate(zip(graph.inputs, graph.input_dtypes)):
@@ -102,7 +113,10 @@ def _embeddings_of_integer_inputs(analyzer):
             found.append([])
             continue
         readers = [node for node in graph.nodes if i in node.inputs and node.kind != Kind.MASK]
-        if not readers or any(node.kind != Kind.EMBEDDING for node in readers):
+        if not any(node.kind == Kind.EMBEDDING for node in readers):
+            found.append(None)  # no embedding reads it (a padding mask): no gradient, no map
+            continue
+        if any(node.kind != Kind.EMBEDDING for node in readers):
             raise ValueError(
                 f"Input {k} of model '{analyzer.model.name}' is integer ({dtype}) and is read by layers "
                 "other than Embedding; gradients need a float input or embeddings of token ids."

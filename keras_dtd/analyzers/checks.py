@@ -11,8 +11,9 @@ import numpy as np
 
 
 def choose_output(graph, model, output):
-    """(id of the explained output tensor, its number of neurons) for ``output`` (None,
-    an index or a name)."""
+    """(index of the explained output among the model's outputs, its number of neurons,
+    whether it is a sequence) for ``output`` (None, an index or a name). A sequence output,
+    (batch, length unknown, n), has n neurons per position (a language model's vocabulary)."""
     names = list(getattr(model, "output_names", None) or graph.output_names)
     if output is None:
         if len(graph.outputs) > 1:
@@ -32,11 +33,13 @@ def choose_output(graph, model, output):
             f"output must be an index below {len(graph.outputs)} or one of {names}, got {output!r}."
         )
     shape = graph.output_shapes[k][1:]
+    if len(shape) == 2 and shape[0] is None and shape[1] is not None:
+        return k, shape[1], True
     if any(d is None for d in shape):
         raise ValueError(
             f"Output {names[k]} has unknown dimensions {shape}; neuron selection needs a fixed size."
         )
-    return graph.outputs[k], math.prod(shape)
+    return k, math.prod(shape), False
 
 
 def check_input_range(graph, input_range):
@@ -71,8 +74,22 @@ def check_input_range(graph, input_range):
 def check_inputs(graph, model_name, x, input_range):
     """``x`` as a list of numpy arrays in the model's input dtypes, after checking count,
     dtype, shape, batch size, finiteness and ``input_range`` (as :func:`check_input_range`
-    returns it)."""
+    returns it). ``x`` may be a dict keyed by the model's input names."""
     n_inputs = len(graph.inputs)
+    if isinstance(x, dict):
+        names = list(graph.input_names)
+        missing, extra = [n for n in names if n not in x], [n for n in x if n not in names]
+        if missing or extra:
+            raise ValueError(
+                f"Model '{model_name}' has the inputs {names}; the dict given "
+                + (f"lacks {missing}" if missing else "")
+                + (" and " if missing and extra else "")
+                + (f"has unknown keys {extra}" if extra else "")
+                + ". Pass one array per input name."
+            )
+        x = [x[n] for n in names]
+        if n_inputs == 1:
+            x = x[0]
     if n_inputs > 1:
         if not isinstance(x, (list, tuple)) or len(x) != n_inputs:
             raise ValueError(f"Model '{model_name}' has {n_inputs} inputs; pass a list of {n_inputs} arrays.")
@@ -134,6 +151,50 @@ def check_selection(selection, n, n_outputs):
             f"(0..{n_outputs - 1})."
         )
     return np.broadcast_to(a, (n,)).astype(np.int32), False
+
+
+def check_sequence_selection(selection, n, n_outputs, length, last):
+    """Indices for a sequence output (batch, length, n_outputs): t·n_outputs + v for token v
+    at position t, or −(t + 1) for the top token at position t; and whether "all" outputs are
+    explained. ``selection``: "max_activation" (the top token at each sample's last
+    position ``last``), "all", a token (at the last position), one token per sample, a
+    (position, token) pair, or one pair per sample ((n, 2)); positions may count from the end."""
+    last = np.broadcast_to(np.asarray(last, np.int64), (n,))
+    if isinstance(selection, str):
+        if selection in ("max_activation", "all"):
+            return (-(last + 1)).astype(np.int32), selection == "all"
+        raise ValueError(
+            "neuron_selection must be 'max_activation', 'all', a token, one token per sample, a "
+            f"(position, token) pair or one pair per sample; got '{selection}'."
+        )
+    pairs = isinstance(selection, tuple) and len(selection) == 2
+    a = np.asarray(selection)
+    if a.dtype == bool or a.dtype.kind not in "iu" or a.ndim > 2 or (a.ndim == 2 and a.shape[1] != 2):
+        raise ValueError(
+            "neuron_selection for a sequence output must be 'max_activation', 'all', a token, one "
+            f"token per sample, a (position, token) pair or one pair per sample; got {selection!r}."
+        )
+    if pairs or a.ndim == 2:
+        a = np.broadcast_to(a.reshape(-1, 2), (n, 2)) if a.ndim == 1 or a.shape[0] == 1 else a
+        if a.shape[0] != n:
+            raise ValueError(f"neuron_selection has {a.shape[0]} (position, token) pairs for {n} samples.")
+        positions, tokens = a[:, 0].astype(np.int64), a[:, 1]
+        if np.any(positions < -length) or np.any(positions >= length):
+            raise ValueError(
+                f"neuron_selection position out of range: the sequence has {length} positions "
+                f"(0..{length - 1}, or -{length}..-1 from the end)."
+            )
+        positions = positions % length
+    else:
+        if a.ndim == 1 and a.shape[0] != n:
+            raise ValueError(f"neuron_selection has {a.shape[0]} tokens for {n} samples.")
+        positions, tokens = last, np.broadcast_to(a, (n,))
+    if np.any(tokens < 0) or np.any(tokens >= n_outputs):
+        raise ValueError(
+            f"neuron_selection token out of range: the output has {n_outputs} neurons per position "
+            f"(0..{n_outputs - 1})."
+        )
+    return (positions * n_outputs + tokens).astype(np.int32), False
 
 
 def padded(a, pad, value):

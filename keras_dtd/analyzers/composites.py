@@ -38,6 +38,9 @@ KINDS = Kind.ALL
 _DEFAULTS = {
     Kind.MAX_POOL: rules.WinnerTakeAll(),
     Kind.GATE: rules.Gate(),
+    Kind.NORMALIZE: rules.Gate(),
+    Kind.PRODUCT: rules.UniformProduct(),
+    Kind.SOFTMAX: rules.PassThrough(),
     Kind.EMBEDDING: rules.EmbeddingSum(),
     Kind.STRUCTURAL: rules.Route(),
     Kind.ELEMENTWISE: rules.PassThrough(),
@@ -177,13 +180,17 @@ def AttnLRP(epsilon=1e-6) -> Composite:
     denominator) on every linear map, sums proportional to their signed summands, relevance
     passing through elementwise activations, LayerNormalization linear with 1/σ held
     constant, and in MultiHeadAttention the uniform rule on q·kᵀ and A·v and AttnLRP's
-    softmax rule (:class:`keras_dtd.rules.Attention`)."""
+    softmax rule (:class:`keras_dtd.rules.Attention`); the same rules on those operations
+    traced inside custom layers (:class:`~keras_dtd.rules.UniformProduct` on products of two
+    activations, GeGLU's included, :class:`~keras_dtd.rules.Softmax`), and an RMSNorm's
+    1/σ held constant."""
     return _transformer("attnlrp", epsilon)
 
 
 def CPLRP(epsilon=1e-6) -> Composite:
     """CP-LRP (Ali et al., ICML 2022): as :func:`AttnLRP`, but the attention weights are
-    constants: all relevance of A·v goes to v, none to q and k."""
+    constants: all relevance of A·v goes to v, none to q and k; and a gated product (GeGLU)
+    gives its gate none (signal-take-all), as LXT 2.1's CP-LRP does."""
     return _transformer("cp", epsilon)
 
 
@@ -193,6 +200,9 @@ def _transformer(mode, epsilon):
     by_kind[Kind.ATTENTION] = rules.Attention(linear, mode=mode, epsilon=epsilon)
     if mode == "attnlrp":  # gated products (GeGLU) by the uniform rule; CP-LRP keeps signal-take-all
         by_kind[Kind.GATE] = rules.UniformProduct(epsilon)
+        by_kind[Kind.SOFTMAX] = rules.Softmax()
+    # products of two activations traced inside layers (q·kᵀ, A·v): uniform, or A held constant (CP-LRP)
+    by_kind[Kind.PRODUCT] = rules.UniformProduct(epsilon, signal_takes_all=mode == "cp")
     return Composite(rules=by_kind, name="attnlrp" if mode == "attnlrp" else "cplrp")
 
 

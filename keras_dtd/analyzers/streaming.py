@@ -16,12 +16,12 @@ _COUNT_WIDTH = 20  # digits reserved for the number of samples in the .npy heade
 
 
 def is_stream(x) -> bool:
-    """A dataset or an iterable of batches, as opposed to an array or a list of arrays."""
+    """A dataset or an iterable of batches, as opposed to an array, a list of arrays or a dict of them."""
     if isinstance(x, tf.data.Dataset):
         return True
     return isinstance(x, collections.abc.Iterator) or (
         isinstance(x, collections.abc.Iterable)
-        and not isinstance(x, (np.ndarray, list, tuple, tf.Tensor, str))
+        and not isinstance(x, (np.ndarray, list, tuple, dict, tf.Tensor, str))
     )
 
 

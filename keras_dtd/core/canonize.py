@@ -8,8 +8,13 @@
   pointwise 1×1 convolution with the bias and activation) becomes one kernel node per map.
 - A softmax/sigmoid that ends the model is stripped: DTD explains the score before it.
 - A Multiply learns which input is its signal: the one not produced by a gate-like
-  activation (sigmoid, hard sigmoid, bounded ReLU), or the one the user did not name
-  in ``gates``.
+  activation (sigmoid, hard sigmoid, bounded ReLU; else by another non-linear activation,
+  GeGLU's gelu), or the one the user did not name in ``gates``. A Multiply by the reciprocal
+  of a statistic (``x * reciprocal(sqrt(mean(x²) + ε))``, an RMSNorm traced from its call)
+  is a normalization (1/σ held constant), its signal x.
+- A product of two tensors (einsum, matmul) learns which input is its signal when the other
+  is attention weights (produced by a softmax): CP-LRP holds those constant.
+- A hidden softmax is of kind "softmax" (AttnLRP has a rule for it).
 - Each node learns which of its inputs are non-negative by construction (ReLU
   outputs and what pooling/reshaping passes on), which lets z⁺ skip the x⁻ term,
   and whether relevance can reach its negative outputs (else z⁺ skips its sign-aware part).
@@ -29,9 +34,12 @@ from keras_dtd.core.tracing import Graph, Node
 def canonize(graph: Graph, gates=None) -> Graph:
     """Return a copy of ``graph`` with the rewrites above applied. ``gates``: ``{name of a
     Multiply layer: name of the layer whose output is its gate}`` where detection is not wanted."""
-    nodes = [dataclasses.replace(n, kind=registry.kind_of(n.layer, len(n.inputs))) for n in graph.nodes]
+    nodes = [
+        dataclasses.replace(n, kind=registry.kind_of(n.layer, len(n.inputs), n.arguments))
+        for n in graph.nodes
+    ]
     for node in nodes:  # options of a layer that its entry says keras_dtd cannot explain
-        entry = registry.lookup(node.layer, len(node.inputs))
+        entry = registry.lookup(node.layer, len(node.inputs), node.arguments)
         if entry is not None and entry.check is not None:
             entry.check(node.layer)
     nodes = _attach_ops(graph, nodes, _foldable_batch_norms(graph, nodes))
@@ -83,6 +91,8 @@ def _attach_ops(graph: Graph, nodes: list[Node], folded: dict[int, Node]) -> lis
             activation = "linear"
             if kind == Kind.ELEMENTWISE:
                 kind = Kind.STRIPPED
+        elif kind == Kind.ELEMENTWISE and activation == "softmax":
+            kind = Kind.SOFTMAX
         node = dataclasses.replace(node, outputs=outputs, kind=kind, activation=activation)
         maps = registry.linear_map(node, folded[k].layer if k in folded else None)
         if not isinstance(maps, tuple):
@@ -99,6 +109,10 @@ def _attach_ops(graph: Graph, nodes: list[Node], folded: dict[int, Node]) -> lis
     return result
 
 
+_STATISTICS = ("reciprocal", "rsqrt")  # 1/σ of a normalization traced from its call
+_PASSING = (Kind.ELEMENTWISE, Kind.STRUCTURAL, Kind.STRIPPED)
+
+
 def _choose_signals(nodes: list[Node], gates: dict) -> list[Node]:
     producer = {out: node for node in nodes for out in node.outputs}
     names = {name for node in nodes for name in (node.path, node.layer.name)}
@@ -106,19 +120,33 @@ def _choose_signals(nodes: list[Node], gates: dict) -> list[Node]:
     if unknown:
         raise ValueError(f"gates names layers the model does not have: {sorted(unknown)}.")
 
-    def gate_like(i):
+    def source(i, found):
+        """Whether tensor i is made by a node for which ``found(node)`` holds, followed only by
+        linear one-input moves or casts."""
         node = producer.get(i)
         while node is not None:
-            if node.activation in registry.GATE_ACTIVATIONS:
+            if found(node):
                 return True
-            if (
-                node.activation != "linear"
-                or node.kind not in (Kind.ELEMENTWISE, Kind.STRUCTURAL)
-                or len(node.inputs) != 1
-            ):
+            if node.activation != "linear" or node.kind not in _PASSING or len(node.inputs) != 1:
                 return False
             node = producer.get(node.inputs[0])
         return False
+
+    def gate_like(node):
+        return node.activation in registry.GATE_ACTIVATIONS
+
+    def activated(node):
+        return node.activation not in ("linear", "softmax") and node.kind != Kind.STRIPPED
+
+    def statistic(node):
+        return registry.operation_name(node.layer) in _STATISTICS
+
+    def attention_weights(node):
+        return node.kind == Kind.SOFTMAX
+
+    def other(flags):
+        signals = [k for k, flag in enumerate(flags) if not flag]
+        return signals[0] if len(signals) == 1 and len(flags) == 2 else None
 
     chosen = []
     for node in nodes:
@@ -131,10 +159,19 @@ def _choose_signals(nodes: list[Node], gates: dict) -> list[Node]:
                 ]
                 if sum(flags) != 1 or len(node.inputs) != 2:
                     raise ValueError(f"gates: '{named}' is not one of the two inputs of '{node.path}'.")
+                node = dataclasses.replace(node, signal=other(flags))
+            elif other([source(i, statistic) for i in node.inputs]) is not None:
+                signal = other([source(i, statistic) for i in node.inputs])
+                node = dataclasses.replace(node, kind=Kind.NORMALIZE, signal=signal)
             else:
-                flags = [gate_like(i) for i in node.inputs]
-            signals = [k for k, is_gate in enumerate(flags) if not is_gate]
-            node = dataclasses.replace(node, signal=signals[0] if len(signals) == 1 else None)
+                signal = other([source(i, gate_like) for i in node.inputs])
+                if signal is None:
+                    signal = other([source(i, activated) for i in node.inputs])
+                node = dataclasses.replace(node, signal=signal)
+        elif node.kind == Kind.PRODUCT:
+            node = dataclasses.replace(
+                node, signal=other([source(i, attention_weights) for i in node.inputs])
+            )
         chosen.append(node)
     return chosen
 

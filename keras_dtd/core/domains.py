@@ -28,7 +28,7 @@ class Domain:
 
 
 def input_domains(graph, inputs, values, input_range):
-    """The domain of every tensor that holds model input values: reached from the inputs
+    """The domain of every tensor that holds model input values: reached from the float inputs
     through layers that pass domains on (not kernel layers). A tensor mixing them with
     hidden units (a Concatenate of input and features) marks those as hidden.
 
@@ -43,6 +43,8 @@ def input_domains(graph, inputs, values, input_range):
     """
     domains = {}
     for k, (i, x) in enumerate(zip(graph.inputs, inputs)):
+        if not x.dtype.is_floating:  # token ids, masks: no values that kernel layers read
+            continue
         low, high = input_range[k] if input_range is not None else (None, None)
         domains[i] = Domain(tf.ones_like(x[:1]), _constant(low), _constant(high))
     for node in graph.nodes:

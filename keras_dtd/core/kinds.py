@@ -12,7 +12,12 @@ class Kind:
                      CustomScaleLayer
     ``BATCH_NORM``   a BatchNormalization that no kernel layer absorbs: z = x·s + t
     ``MAX_POOL``     the largest input wins: max pooling, Maximum, Minimum
-    ``GATE``         a Multiply of a signal by gates (squeeze-excitation, gated units)
+    ``GATE``         a Multiply of a signal by gates (squeeze-excitation, gated units, GeGLU)
+    ``PRODUCT``      a product of two activations that contracts axes: ``einsum``/``matmul`` of two
+                     tensors (q·kᵀ and A·v in a traced attention layer)
+    ``NORMALIZE``    x ⊙ 1/σ(x): a normalization's product with the reciprocal of a statistic of
+                     its input (RMSNorm traced from its call); 1/σ is held constant
+    ``SOFTMAX``      a softmax inside the model (attention weights)
     ``EMBEDDING``    an Embedding lookup: the relevance of a token is its vector's relevance
     ``STRUCTURAL``   layers that only move values: Flatten, Reshape, Concatenate, padding, ...
     ``ELEMENTWISE``  relevance passes unchanged: activations, Dropout, Rescaling, ...
@@ -32,6 +37,9 @@ class Kind:
     BATCH_NORM = "batch_norm"
     MAX_POOL = "max_pool"
     GATE = "gate"
+    PRODUCT = "product"
+    NORMALIZE = "normalize"
+    SOFTMAX = "softmax"
     EMBEDDING = "embedding"
     STRUCTURAL = "structural"
     ELEMENTWISE = "elementwise"
@@ -46,6 +54,9 @@ class Kind:
         BATCH_NORM,
         MAX_POOL,
         GATE,
+        PRODUCT,
+        NORMALIZE,
+        SOFTMAX,
         EMBEDDING,
         STRUCTURAL,
         ELEMENTWISE,

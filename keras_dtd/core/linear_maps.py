@@ -434,7 +434,7 @@ class MatmulMap(LinearMap):
         constants = constant_arguments(node)
         if len(constants) != 1 or node.arguments.args[0] is constants[0]:
             raise ValueError(f"Operation '{node.path}': only matmul(tensor, constant) is a linear map.")
-        self._kernel = tf.constant(constants[0])
+        self._kernel = tf.convert_to_tensor(constants[0])
 
     def kernel(self, inputs):
         return tf.cast(self._kernel, inputs[0].dtype) if inputs else self._kernel
@@ -490,10 +490,18 @@ class FixedLinearMap(LinearMap):
 
 
 class WeightedSumMap(LinearMap):
-    """z = Σ_k c_k x_k: Add (c = 1, kernel None), Subtract (1, −1), CustomScaleLayer (1, scale)."""
+    """z = Σ_k c_k x_k + b: Add (c = 1, kernel None), Subtract (1, −1), CustomScaleLayer (1, scale);
+    b: the sum of the constant tensors added (a position table, a class token's slot), or None."""
 
-    def __init__(self, weights):
+    def __init__(self, weights, constants=()):
         self.weights = weights
+        self.constants = tuple(constants)
+
+    def bias(self, inputs):
+        if not self.constants:
+            return None
+        dtype = inputs[0].dtype if inputs else tf.float32
+        return functools.reduce(tf.add, [tf.cast(c, dtype) for c in self.constants])
 
     @property
     def fixed_weights(self):

@@ -19,7 +19,7 @@ import keras
 
 from keras_dtd.core import linear_maps as M
 from keras_dtd.core.kinds import Kind
-from keras_dtd.core.tracing import APPLICATION_LAYERS, UnsupportedLayerError, operation_name
+from keras_dtd.core.tracing import APPLICATION_LAYERS, UnsupportedLayerError, constant_tensors, operation_name
 
 KL = keras.layers
 
@@ -49,6 +49,9 @@ class LayerType:
         :mod:`keras_dtd.composites` (``DENSE``, ``CONVOLUTIONS``), else None.
       check: ``check(layer)`` raises :class:`UnsupportedLayerError` for options keras_dtd
         cannot explain (run when an analyzer is built), or None.
+      explains_call: ``explains_call(arguments)``: whether the entry explains a call with
+        these arguments (``Node.arguments``); a call it does not explain is traced inside
+        (an Embedding called with ``reverse=True`` as a language model's head). None: all.
     """
 
     kind: str
@@ -57,6 +60,7 @@ class LayerType:
     keeps_sign: bool = False
     group: str | None = None
     check: Callable | None = None
+    explains_call: Callable | None = None
 
 
 def _kernel(map_class):
@@ -72,7 +76,16 @@ def _fixed(node, batch_norm):
 
 
 def _weighted_sum(weights):
-    return lambda node, batch_norm: M.WeightedSumMap(weights)
+    return lambda node, batch_norm: M.WeightedSumMap(weights, constant_tensors(node.arguments))
+
+
+def _sum_with_constant(node, batch_norm):
+    """``x + c``, ``c + x``, ``x - c`` or ``c - x`` with a constant tensor c: a sum with bias ±c."""
+    (constant,) = constant_tensors(node.arguments)
+    tensor_first = isinstance(node.arguments.args[0], keras.KerasTensor)
+    if operation_name(node.layer) == "add":
+        return M.WeightedSumMap(None, (constant,))
+    return M.WeightedSumMap((1.0,), (-constant,)) if tensor_first else M.WeightedSumMap((-1.0,), (constant,))
 
 
 def _entries(classes, layer_type):
@@ -138,7 +151,9 @@ _BUILT_IN = {
     ),
     KL.MultiHeadAttention: LayerType(Kind.ATTENTION, check=lambda layer: _check_attention(layer)),
     KL.Multiply: LayerType(Kind.GATE),
-    KL.Embedding: LayerType(Kind.EMBEDDING),
+    KL.Embedding: LayerType(
+        Kind.EMBEDDING, explains_call=lambda arguments: not arguments.kwargs.get("reverse")
+    ),
     **_entries(
         (
             KL.Flatten,
@@ -195,20 +210,23 @@ _REGISTRY: dict[type, LayerType] = dict(_BUILT_IN)
 # others constant; entry with several), None where keras_dtd has no rule.
 _ELEMENTWISE = LayerType(Kind.ELEMENTWISE)
 _STRUCTURAL = LayerType(Kind.STRUCTURAL)
+_SUM_WITH_CONSTANT = LayerType(Kind.ADD, _sum_with_constant)
 _OPERATIONS = {
     "add": (_ELEMENTWISE, LayerType(Kind.ADD, _weighted_sum(None))),
     "subtract": (_ELEMENTWISE, LayerType(Kind.ADD, _weighted_sum((1.0, -1.0)))),
     "multiply": (_ELEMENTWISE, LayerType(Kind.GATE)),
+    "einsum": (None, LayerType(Kind.PRODUCT)),
     "divide": (_ELEMENTWISE, None),
     "true_divide": (_ELEMENTWISE, None),
     "negative": (_ELEMENTWISE, None),
     "mean": (LayerType(Kind.POOL, _fixed), None),
     "sum": (LayerType(Kind.POOL, _fixed), None),
-    "matmul": (LayerType(Kind.KERNEL, lambda node, batch_norm: M.MatmulMap(node)), None),
+    "matmul": (LayerType(Kind.KERNEL, lambda node, batch_norm: M.MatmulMap(node)), LayerType(Kind.PRODUCT)),
     "maximum": (_ELEMENTWISE, LayerType(Kind.MAX_POOL)),
     "minimum": (_ELEMENTWISE, LayerType(Kind.MAX_POOL)),
     "max": (LayerType(Kind.MAX_POOL), None),
-    "concatenate": (None, _STRUCTURAL),
+    "concatenate": (_STRUCTURAL, _STRUCTURAL),  # constant parts (a class token) absorb their share
+    "where": (_STRUCTURAL, _STRUCTURAL),  # the condition is a mask: it gets none
     **{  # comparisons and logic: the masks Keras computes (mask_zero=True, Masking)
         name: (LayerType(Kind.MASK), LayerType(Kind.MASK))
         for name in (
@@ -223,9 +241,12 @@ _OPERATIONS = {
             "logical_not",
             "any",
             "all",
+            "zeros_like",  # values that do not depend on the input's values
+            "ones_like",
+            "full_like",
         )
     },  # fmt: skip
-    "stack": (None, _STRUCTURAL),
+    "stack": (_STRUCTURAL, _STRUCTURAL),
     **{
         name: (_STRUCTURAL, None)
         for name in (
@@ -234,6 +255,8 @@ _OPERATIONS = {
             "expand_dims",
             "squeeze",
             "flatten",
+            "split",
+            "slice",
             "get_item",
             "moveaxis",
             "swapaxes",
@@ -260,6 +283,7 @@ ELEMENTWISE_ACTIVATIONS = frozenset(
         "selu",
         "celu",
         "gelu",
+        "gelu_approximate",  # KerasHub's BERT
         "silu",
         "swish",
         "hard_silu",
@@ -307,7 +331,9 @@ RECTIFIERS = frozenset({"relu", "relu6", "bounded_relu"})
 # Activations that make a Multiply input a gate (values in [0, c]).
 GATE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "relu6", "bounded_relu", "sparse_sigmoid"})
 # Activations that are not monotone: input bounds do not map through them.
-_NON_MONOTONE = frozenset({"gelu", "silu", "swish", "hard_silu", "hard_swish", "mish", "threshold"})
+_NON_MONOTONE = frozenset(
+    {"gelu", "gelu_approximate", "silu", "swish", "hard_silu", "hard_swish", "mish", "threshold"}
+)
 
 
 _CELLS = ("LSTMCell", "GRUCell", "SimpleRNNCell")
@@ -442,15 +468,20 @@ def in_group(layer, group: str) -> bool:
     return entry is not None and entry.group == group
 
 
-def lookup(layer, n_tensor_inputs=1) -> LayerType | None:
+def lookup(layer, n_tensor_inputs=1, arguments=None) -> LayerType | None:
     """The entry of a layer (the most specific registered class in its MRO) or of a
-    ``keras.ops`` operation (by name and number of tensor arguments), or None. A
-    TimeDistributed layer has its inner layer's entry, its map applied at every step."""
+    ``keras.ops`` operation (by name and number of tensor arguments; ``arguments``, a
+    node's, tell ``x + c`` with a constant tensor c, a sum with bias, from ``x + 3.0``,
+    elementwise), or None. A TimeDistributed layer has its inner layer's entry, its map
+    applied at every step."""
     name = operation_name(layer)
     if isinstance(layer, KL.TimeDistributed):
         return _time_distributed(lookup(layer.layer))
     if name is None:
         return next((_REGISTRY[c] for c in type(layer).__mro__ if c in _REGISTRY), None)
+    if name in ("add", "subtract") and n_tensor_inputs == 1 and arguments is not None:
+        if len(constant_tensors(arguments)) == 1:
+            return _SUM_WITH_CONSTANT
     if name in _OPERATIONS:
         return _OPERATIONS[name][0 if n_tensor_inputs == 1 else 1]
     return _ELEMENTWISE if name in ELEMENTWISE_ACTIVATIONS or name == "softmax" else None
@@ -475,15 +506,24 @@ def _time_distributed(inner):
     return LayerType(inner.kind, linear_map if built else None, False, inner.keeps_sign, inner.group, check)
 
 
-def kind_of(layer, n_tensor_inputs=1) -> str | None:
+def traces_call(layer, arguments) -> bool:
+    """Whether a layer's call is traced inside (its operations and layers become nodes): a
+    layer without an entry (a custom layer), or one whose entry does not explain this call."""
+    entry = lookup(layer)
+    if entry is None:
+        return not isinstance(layer, keras.Model)
+    return entry.explains_call is not None and not entry.explains_call(arguments)
+
+
+def kind_of(layer, n_tensor_inputs=1, arguments=None) -> str | None:
     """The :class:`Kind` of a layer or operation, or None if it has no entry."""
-    entry = lookup(layer, n_tensor_inputs)
+    entry = lookup(layer, n_tensor_inputs, arguments)
     return None if entry is None else entry.kind
 
 
 def linear_map(node, batch_norm=None):
     """The linear map(s) of a node of a linear kind (see :class:`LayerType`), else None."""
-    entry = lookup(node.layer, len(node.inputs))
+    entry = lookup(node.layer, len(node.inputs), node.arguments)
     return None if entry is None or entry.linear_map is None else entry.linear_map(node, batch_norm)
 
 
@@ -524,12 +564,14 @@ def activation_name(layer) -> str:
 
 def keeps_sign(node) -> bool:
     """Whether a node's outputs are >= 0 whenever its inputs are (before its activation)."""
+    if constant_tensors(node.arguments) and node.kind not in (Kind.GATE, Kind.ELEMENTWISE):
+        return False  # a constant joins the values (a class token, a position table)
     if node.kind in _KEEPS_SIGN:
         return True  # for a gate: gates are >= 0, the sign is the signal's
     if node.kind == Kind.ADD:
         return node.linear_map.fixed_weights
     if node.kind == Kind.ELEMENTWISE:
-        entry = lookup(node.layer, len(node.inputs))
+        entry = lookup(node.layer, len(node.inputs), node.arguments)
         return entry is not None and entry.keeps_sign
     return False
 
@@ -540,7 +582,7 @@ def passes_domain(node) -> bool:
     rescale values; false for kernel layers (their outputs are hidden units), gates,
     embeddings and non-monotone activations."""
     if node.kind in _PASSES_DOMAIN:
-        return True
+        return not constant_tensors(node.arguments)
     return node.kind == Kind.ELEMENTWISE and node.activation not in _NON_MONOTONE
 
 

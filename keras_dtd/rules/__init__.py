@@ -39,6 +39,7 @@ from keras_dtd.rules.structural import (
     NoRelevance,
     PassThrough,
     Route,
+    Softmax,
     UniformProduct,
     WinnerTakeAll,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "Recurrent",
     "Route",
     "Rule",
+    "Softmax",
     "UniformProduct",
     "WSquare",
     "WinnerTakeAll",

@@ -44,6 +44,10 @@ class Attention(Rule):
         self.mode = mode
         self.epsilon = epsilon
 
+    def receivers(self, node):
+        positions = _argument_positions(node)
+        return tuple(positions[name] for name in ("query", "value", "key") if name in positions)
+
     def forward(self, node, inputs):
         """The layer's output y, computed here once for both passes, and its intermediates."""
         layer = node.layer

@@ -63,6 +63,12 @@ class Rule:
         layer compute its outputs (the default)."""
         return None
 
+    def receivers(self, node):
+        """The indices of ``node``'s inputs this rule can give relevance to, or None (all of
+        them). Layers that feed only inputs that get none need no rule (a normalization's
+        statistics, the sines of a rotary embedding, a mask)."""
+        return None
+
     def keeps_rectified(self, node):
         """Given that relevance reaches only outputs ≥ 0 of ``node``: "yes" if this rule
         then passes it to inputs > 0 alone (the layer before may then skip work for its

@@ -1,5 +1,5 @@
-"""Rules for layers without learned weights: pass-through, routing, winner-take-all, gates
-and embeddings."""
+"""Rules for layers without learned weights: pass-through, routing, winner-take-all, gates,
+products of activations, softmax and embeddings."""
 
 from __future__ import annotations
 
@@ -10,19 +10,23 @@ from keras_dtd.rules.base import Rule
 
 
 class PassThrough(Rule):
-    """R_in = R_out, for elementwise layers (ReLU, Dropout, Rescaling, a stripped softmax)."""
+    """R_in = R_out, for elementwise layers (ReLU, Dropout, Rescaling, a stripped softmax);
+    further tensor inputs (a softmax's mask) get none."""
 
     uses_vjp = False
 
+    def receivers(self, node):
+        return (0,)
+
     def relevance(self, call, relevance):
-        (x,) = call.inputs
+        x = call.inputs[0]
         (r,) = relevance
         if x.shape.rank is not None and r.shape.rank is not None and x.shape[1:] != r.shape[1:]:
             raise ValueError(
                 f"PassThrough needs equal input and output shapes; layer '{call.node.path}' maps "
                 f"{x.shape} to {r.shape}. Use keras_dtd.rules.Route for layers that move values."
             )
-        return [r]
+        return [r] + [None] * (len(call.inputs) - 1)
 
 
 class Route(Rule):
@@ -58,6 +62,9 @@ class NoRelevance(Rule):
 
     uses_vjp = False
 
+    def receivers(self, node):
+        return ()
+
     def relevance(self, call, relevance):
         return [None] * len(call.inputs)
 
@@ -74,6 +81,9 @@ class Gate(Rule):
 
     uses_vjp = False
 
+    def receivers(self, node):
+        return () if node.signal is None else (node.signal,)
+
     def relevance(self, call, relevance):
         (r,) = relevance
         k = call.node.signal
@@ -81,35 +91,61 @@ class Gate(Rule):
             raise ValueError(
                 f"Layer '{call.node.path}' has no known signal input; name its gate with gates=...."
             )
-        x = call.inputs[k]
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            spread = tf.broadcast_to(x, tf.shape(r))
         out = [None] * len(call.inputs)
-        out[k] = tape.gradient(spread, x, output_gradients=r)
+        out[k] = _reduced_to(r, call.inputs[k])
         return out
 
 
 class UniformProduct(Rule):
-    """AttnLRP's uniform rule for an elementwise product of n activations y = a ⊙ b ⊙ ...
-    (GeGLU's x ⊙ gelu(g)): each factor gets 1/n of the ε share, R_k = (1/n) · y / stab(y) · R
-    (summed over the axes it was broadcast along), stab(y) = y + ε·sign(y), sign(0) = +1.
+    """AttnLRP's uniform rule for a product of n activations, elementwise (GeGLU's
+    gelu(g) ⊙ x) or contracting (q·kᵀ and A·v as einsum or matmul): each factor gets 1/n
+    of the ε share, R_k = (1/n) · x_k ⊙ J_kᵀ (R / stab(y)), stab(y) = y + ε·sign(y),
+    sign(0) = +1 (for y = a ⊙ b: R_a = ½ · y / stab(y) · R, summed over the axes a was
+    broadcast along).
 
     Args:
       epsilon: the stabilizer ε.
+      signal_takes_all: where the product's signal is known (one factor is attention
+        weights, :mod:`keras_dtd.core.canonize`), the other factor is held constant and the
+        signal gets the whole share, R_v = v ⊙ J_vᵀ (R / stab(y)) (CP-LRP's A·v).
     """
 
-    uses_vjp = False
-
-    def __init__(self, epsilon=1e-6):
+    def __init__(self, epsilon=1e-6, signal_takes_all=False):
         self.epsilon = epsilon
+        self.signal_takes_all = signal_takes_all
+
+    def receivers(self, node):
+        return (node.signal,) if self.signal_takes_all and node.signal is not None else None
 
     def relevance(self, call, relevance):
         (r,) = relevance
         (y,) = call.outputs
         sign = tf.where(y >= 0, tf.constant(1, y.dtype), tf.constant(-1, y.dtype))
-        share = tf.math.divide_no_nan(y, y + self.epsilon * sign) * r / len(call.inputs)
-        return [_reduced_to(share, x) for x in call.inputs]
+        grads = call.vjp([tf.math.divide_no_nan(r, y + self.epsilon * sign)])
+        shares = [None if g is None else x * g for x, g in zip(call.inputs, grads)]
+        signal = self.receivers(call.node)
+        if signal is not None:
+            return [s if k in signal else None for k, s in enumerate(shares)]
+        return [None if s is None else s / len(shares) for s in shares]
+
+
+class Softmax(Rule):
+    """AttnLRP's rule for a softmax p = softmax(s) inside the model (attention weights),
+    as LXT 2.1 computes it: R_s = s ⊙ (R_p − p ⊙ Σ R_p), the sum along the softmax's
+    axis; a mask given to the softmax gets none."""
+
+    uses_vjp = False
+
+    def receivers(self, node):
+        return (0,)
+
+    def relevance(self, call, relevance):
+        (r,) = relevance
+        s, (p,) = call.inputs[0], call.outputs
+        r, p = tf.cast(r, s.dtype), tf.cast(p, s.dtype)  # a softmax layer may compute in its own dtype
+        axis = getattr(call.node.layer, "axis", -1)
+        r_s = s * (r - p * tf.reduce_sum(r, axis=axis, keepdims=True))
+        return [r_s] + [None] * (len(call.inputs) - 1)
 
 
 def _reduced_to(t, x):
