@@ -118,3 +118,32 @@ def test_sentiment_lstm_puts_relevance_on_the_planted_words(tmp_path, capsys):
     assert aopc["LRP-ε (Arras et al.)"] > aopc["random"]
     assert (tmp_path / "sentiment_lstm.png").stat().st_size > 10_000
     assert "token deletion AOPC" in capsys.readouterr().out
+
+
+def test_transformer_text_points_at_the_key_token(tmp_path, capsys):
+    result = _example("transformer_text").main(
+        ["--train", "1500", "--epochs", "6", "--explain", "80", "--out", str(tmp_path)]
+    )
+    assert result["accuracy"] > 0.95
+    assert result["pointing_game"]["AttnLRP"] >= 0.9
+    aopc = result["aopc"]
+    assert aopc["AttnLRP"] > aopc["gradient × input"]
+    assert (tmp_path / "transformer_text.png").stat().st_size > 10_000
+    assert "pointing game" in capsys.readouterr().out
+
+
+def test_vit_patches_put_relevance_on_the_ink(tmp_path):
+    result = _example("vit_patches").main(["--epochs", "15", "--explain", "40", "--out", str(tmp_path)])
+    assert result["accuracy"] > 0.8
+    assert result["maps"]["AttnLRP"].shape == (40, 8, 8, 1)
+    assert result["on_ink"]["AttnLRP"] > 0.7  # ink covers about 45% of the pixels
+    assert (tmp_path / "vit_patches.png").stat().st_size > 10_000
+
+
+def test_next_token_points_at_the_copied_token(tmp_path):
+    result = _example("next_token").main(
+        ["--train", "2000", "--epochs", "10", "--explain", "40", "--out", str(tmp_path)]
+    )
+    assert result["accuracy"] > 0.95
+    assert result["pointing_game"]["AttnLRP"] >= 0.9
+    assert (tmp_path / "next_token.png").stat().st_size > 10_000

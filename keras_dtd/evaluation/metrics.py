@@ -134,7 +134,9 @@ def _curves(
     replacement = _replacement(x, perturbation, baseline, seed)
     start, end = (replacement, x) if insert else (x, replacement)
     expand = ranks[..., None] if x.ndim >= 3 else ranks
-    function = tf.function(lambda *a: _steps(scorer, *a), autograph=False, reduce_retracing=True)
+    # a model with traced custom layers has a graph per input shape: no relaxed shapes
+    relaxed = not scorer.graph.traced_calls
+    function = tf.function(lambda *a: _steps(scorer, *a), autograph=False, reduce_retracing=relaxed)
     parts = []
     for k in range(0, len(x), batch_size):
         batch = [tf.constant(a[k : k + batch_size]) for a in (x, start, end, expand, indices)]

@@ -42,6 +42,13 @@ def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> s
         raise ValueError(
             f"version must be a non-negative int (TensorFlow Serving's layout), got {version!r}."
         )
+    if analyzer.graph.traced_calls:
+        raise ValueError(
+            f"Model '{analyzer.model.name}' has custom layers that keras_dtd traces inside, for inputs of "
+            "known shapes (a KerasHub model, say); a TensorFlow Serving signature has a free batch axis, "
+            "which those traces cannot take. Export is not available for such models yet; serve "
+            "analyzer.analyze from Python instead."
+        )
     path = os.path.join(os.fspath(export_dir), str(version))
     if os.path.isdir(path) and os.listdir(path):
         if not overwrite:
