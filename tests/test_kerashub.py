@@ -379,3 +379,13 @@ def test_what_cannot_be_traced_or_has_no_rule_is_refused_by_name():
         keras_dtd.UnsupportedLayerError, match=r"'fused/dot_product_attention'.*no relevance rule"
     ):
         LRP(model, composites.AttnLRP())
+
+
+def test_keras_hub_is_installed_without_a_second_tensorflow():
+    """The [hub] extra and `pip install --no-deps keras-hub` (README): tensorflow-text, which pulls
+    the `tensorflow` distribution, stays out; one TensorFlow distribution is installed."""
+    from importlib import metadata
+
+    installed = {d.metadata["Name"].lower().replace("_", "-") for d in metadata.distributions()}
+    assert "keras-hub" in installed and "tensorflow-text" not in installed
+    assert len(installed & {"tensorflow", "tensorflow-cpu", "tensorflow-gpu"}) == 1

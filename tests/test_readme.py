@@ -138,3 +138,11 @@ def test_composite_example_runs_and_maps_have_the_input_shape():
         assert got.shape == x.shape and np.abs(expected).sum() > 0
         # float32 against float64 over four layers: atol 1e-6 of max |R|
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def test_kerashub_example_gives_token_maps_with_zeros_at_the_padding():
+    namespace = {}
+    exec(_block("kerashub"), namespace)
+    maps, x = namespace["maps"], namespace["x"]
+    assert sorted(maps) == ["token_ids"] and maps["token_ids"].shape == x["token_ids"].shape
+    assert np.all(maps["token_ids"][1, 5:] == 0.0) and np.abs(maps["token_ids"][:, :5]).max() > 0
