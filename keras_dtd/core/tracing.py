@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import itertools
 import re
+import threading
 from typing import Any
 
 import keras
@@ -188,7 +189,7 @@ def trace(model: keras.Model, input_shapes=None, traced_call=None) -> Graph:
         return _trace_function(model, function)
     tracer = _CallTracer(traced_call)
     inputs = [keras.KerasTensor(tuple(s), dtype=t.dtype) for s, t in zip(input_shapes, function.inputs)]
-    with _restored_node_lists(model), _full_symbolic_shapes():
+    with _TRACING, _restored_node_lists(model), _full_symbolic_shapes():
         outputs = tracer.walk(function, inputs, "", inside_call=False)
     input_ids = tuple(tracer.ids[id(t)] for t in inputs)
     if not all(isinstance(t, keras.KerasTensor) for t in outputs):
@@ -370,6 +371,9 @@ def _restored_node_lists(model):
         for op, inbound, outbound in saved:
             op._inbound_nodes[:] = inbound
             op._outbound_nodes[:] = outbound
+
+
+_TRACING = threading.RLock()  # one traced call at a time: the patch below is process-wide
 
 
 @contextlib.contextmanager
