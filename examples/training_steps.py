@@ -70,8 +70,7 @@ def main(argv=None):
         log_dir,
         targets="true",
         labels=labels,
-        method="deep_taylor.bounded",
-        method_kwargs={"low": 0.0, "high": 1.0},
+        input_range=(0.0, 1.0),  # DTD (the default method) with z^B at the first layer
         every_n_batches=steps,
     )
     accuracy = AccuracyAt(steps, x_test, y_test)

@@ -47,7 +47,7 @@ def _model(classes=2):
 
 
 def _deep_taylor_by_hand(model, x, selection):
-    """The default method, iNNvestigate's deep_taylor, on _model() in float64 numpy: max(f, 0)
+    """iNNvestigate's deep_taylor (by that name) on _model() in float64 numpy: max(f, 0)
     of the selected output, z⁺ (x w⁺ for inputs ≥ 0, no bias) at both kernel layers and the
     gradient (the window's maximum) through max pooling."""
     conv, dense = model.layers[0], model.layers[-1]
@@ -149,7 +149,9 @@ def test_monitor_takes_a_dataset_and_logs_every_n_batches(tmp_path):
     x, y = _data()
     model = _model()
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-    monitor = RelevanceMonitor(dataset, tmp_path, targets="true", every_n_batches=4, max_samples=5)
+    monitor = RelevanceMonitor(
+        dataset, tmp_path, targets="true", every_n_batches=4, max_samples=5, method="deep_taylor"
+    )
     model.fit(dataset, epochs=2, verbose=0, callbacks=[monitor])
     np.testing.assert_array_equal(monitor.x, x[:5])
     np.testing.assert_array_equal(monitor.selection, y[:5])
@@ -169,6 +171,24 @@ def test_monitor_takes_a_dataset_and_logs_every_n_batches(tmp_path):
     sums = monitor.relevance.reshape(5, -1).astype(np.float64).sum(axis=1)
     # float32 sums of 64 positive entries: rtol 1e-5, atol 1e-6 of the largest output
     np.testing.assert_allclose(sums, explained, rtol=1e-5, atol=1e-6 * explained.max())
+
+
+def test_the_default_method_is_dtd_bounded_with_an_input_range(tmp_path):
+    """Not iNNvestigate's z⁺-everywhere deep_taylor: keras_dtd's DTD (w² at the first layer, or
+    z^B with input_range), conservative and positive."""
+    x, y = _data()
+    model = _model()
+    for input_range, first_rule in ((None, "WSquare"), ((0.0, 1.0), "ZBox")):
+        monitor = RelevanceMonitor(x[:6], tmp_path / str(first_rule), targets=0, input_range=input_range)
+        model.fit(x[:32], y[:32], epochs=1, verbose=0, callbacks=[monitor])
+        assert isinstance(monitor.analyzer, DTD)
+        assert type(monitor.analyzer.rules[0]).__name__ == first_rule
+        r = monitor.relevance.reshape(6, -1).astype(np.float64)
+        f = np.maximum(model.predict(x[:6], verbose=0)[:, 0].astype(np.float64), 0)
+        assert np.all(r >= 0)
+        np.testing.assert_allclose(r.sum(axis=1), f, rtol=1e-5, atol=1e-6 * max(f.max(), 1e-12))
+    with pytest.raises(ValueError, match="input_range is for method='dtd'"):
+        RelevanceMonitor(x, tmp_path, method="lrp.epsilon", input_range=(0, 1))
 
 
 def test_monitor_checks_its_arguments(tmp_path):

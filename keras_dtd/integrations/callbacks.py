@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_dtd.analyzers.analyzer import Analyzer
+from keras_dtd.analyzers.analyzer import DTD, Analyzer
 from keras_dtd.analyzers.innvestigate import ANALYZERS
 from keras_dtd.integrations import plot
+
+# keras_dtd's own DTD under "dtd", beside iNNvestigate's names (whose "deep_taylor" is z⁺ everywhere)
+METHODS = {"dtd": DTD, **ANALYZERS}
 
 
 class RelevanceMonitor(keras.callbacks.Callback):
@@ -33,9 +36,14 @@ class RelevanceMonitor(keras.callbacks.Callback):
       targets: "predicted" (the top output), "true" (needs ``labels``, or a
         dataset with labels), an int, or one int per sample.
       labels: class labels (ints or one-hot) for ``targets="true"``.
-      method: an analyzer name ("deep_taylor", "deep_taylor.bounded", "lrp.epsilon",
-        ... see ``keras_dtd.compat.ANALYZERS``) or a function model → Analyzer.
-      method_kwargs: keyword arguments for the named method (e.g. low/high).
+      method: "dtd" (the default: :class:`keras_dtd.DTD`, with the first-layer rule z^B when
+        ``input_range`` is given, else w²), one of iNNvestigate's analyzer names
+        ("deep_taylor", "lrp.epsilon", ... see ``keras_dtd.compat.ANALYZERS``), or a function
+        model → Analyzer.
+      input_range: for "dtd": the ``(low, high)`` bounds of the input (e.g. ``(0, 1)`` for
+        images scaled so), which select DTD's bounded first-layer rule z^B.
+      method_kwargs: keyword arguments for the named method (e.g. low/high for
+        "deep_taylor.bounded").
       every_n_epochs / every_n_batches: logging frequency (batches win if given);
         ``every_n_batches`` may also be a list of the batch counts at which to log.
       cmap: colormap of the grid ("bwr", "seismic", "coldnhot").
@@ -52,7 +60,7 @@ class RelevanceMonitor(keras.callbacks.Callback):
         log_dir,
         targets="predicted",
         labels=None,
-        method="deep_taylor",
+        method="dtd",
         method_kwargs=None,
         every_n_epochs=1,
         every_n_batches=None,
@@ -60,6 +68,7 @@ class RelevanceMonitor(keras.callbacks.Callback):
         max_samples=16,
         cmap="bwr",
         keep_history=True,
+        input_range=None,
     ):
         super().__init__()
         try:
@@ -69,8 +78,13 @@ class RelevanceMonitor(keras.callbacks.Callback):
                 "RelevanceMonitor writes TensorBoard summaries and needs the tensorboard package: "
                 "pip install 'keras_dtd[tensorboard]'."
             ) from None
-        if isinstance(method, str) and method not in ANALYZERS:
-            raise ValueError(f"Unknown method '{method}'. Available: {', '.join(sorted(ANALYZERS))}.")
+        if isinstance(method, str) and method not in METHODS:
+            raise ValueError(f"Unknown method '{method}'. Available: {', '.join(sorted(METHODS))}.")
+        if input_range is not None and method != "dtd":
+            raise ValueError(
+                f"input_range is for method='dtd'; give {method!r} its bounds in method_kwargs "
+                "(e.g. low/high)."
+            )
         if every_n_batches is None and (not isinstance(every_n_epochs, int) or every_n_epochs < 1):
             raise ValueError(f"every_n_epochs must be a positive int, got {every_n_epochs!r}.")
         if every_n_batches is not None:
@@ -86,6 +100,8 @@ class RelevanceMonitor(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         self.method = method
         self.method_kwargs = dict(method_kwargs or {})
+        if input_range is not None:
+            self.method_kwargs["input_range"] = input_range
         self.every_n_epochs = every_n_epochs
         self.every_n_batches = (
             every_n_batches if isinstance(every_n_batches, (int, type(None))) else set(every_n_batches)
@@ -121,7 +137,7 @@ class RelevanceMonitor(keras.callbacks.Callback):
             if callable(self.method) and not isinstance(self.method, str):
                 self.analyzer = self.method(self.model)
             else:
-                self.analyzer = ANALYZERS[self.method](self.model, **self.method_kwargs)
+                self.analyzer = METHODS[self.method](self.model, **self.method_kwargs)
         os.makedirs(self.log_dir, exist_ok=True)
         self._writer = tf.summary.create_file_writer(self.log_dir)
 
