@@ -5,12 +5,12 @@ KERAS_HUB := 0.32.0
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test lint demo fixtures bench bench-apps bench-depth bench-suite clean
+.PHONY: test lint docs demo fixtures bench bench-apps bench-depth bench-suite clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cpu,examples,test,beam,hub]"
+	$(PY) -m pip install --quiet -e ".[cpu,examples,test,beam,hub,docs]"
 	$(PY) -m pip install --quiet --no-deps "keras-hub==$(KERAS_HUB)"  # without tensorflow-text (setup.cfg, [hub])
 	touch $@
 
@@ -19,6 +19,9 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed  # the rule set is in pyproject.toml
 	$(VENV)/bin/ruff check .
+
+docs: $(VENV)/.installed  # the site, offline, warnings as errors (mkdocs.yml: strict); figures: docs/figures.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/keras-dtd demo --out out

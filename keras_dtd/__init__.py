@@ -10,7 +10,7 @@ and Keras' TensorFlow backend are there.
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _PUBLIC = {
     "keras_dtd.analyzers.analyzer": (

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import warnings
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, NamedTuple
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -128,17 +131,17 @@ class Analyzer:
 
     def __init__(
         self,
-        model,
-        composite: C.Composite,
+        model: keras.Model,
+        composite: C.Composite | None,
         *,
         positive_output: bool = True,
-        input_range=None,
-        output=None,
-        layer_rules=None,
-        gates=None,
+        input_range: tuple[Any, Any] | Sequence[tuple[Any, Any]] | None = None,
+        output: int | str | None = None,
+        layer_rules: dict[str, rules.Rule] | None = None,
+        gates: dict[str, str] | None = None,
         batch_size: int = 32,
-        jit_compile="auto",
-    ):
+        jit_compile: bool | Literal["auto"] = "auto",
+    ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
         self.model = model
@@ -166,7 +169,14 @@ class Analyzer:
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------- public
-    def analyze(self, x, neuron_selection="max_activation", return_layers=False, verbose="auto", out=None):
+    def analyze(
+        self,
+        x: np.ndarray | list | dict | Iterable,
+        neuron_selection: str | int | Sequence[int] | tuple[int, int] | np.ndarray = "max_activation",
+        return_layers: bool = False,
+        verbose: Literal["auto", 0, 1] = "auto",
+        out: str | os.PathLike | None = None,
+    ) -> np.ndarray | list[np.ndarray] | dict[str, np.ndarray] | tf.data.Dataset | tuple[Any, dict]:
         """Relevance map(s) with the shape of ``x``.
 
         Args:
@@ -210,7 +220,12 @@ class Analyzer:
             return explanation.relevance, explanation.layers
         return explanation.relevance
 
-    def explain(self, x, neuron_selection="max_activation", return_layers=False) -> Explanation:
+    def explain(
+        self,
+        x: np.ndarray | list | dict,
+        neuron_selection: str | int | Sequence[int] | tuple[int, int] | np.ndarray = "max_activation",
+        return_layers: bool = False,
+    ) -> Explanation:
         """Like :meth:`analyze` on arrays, but returns an :class:`Explanation` (the maps,
         the explained outputs and what the maps sum to)."""
         batches = self.validate_inputs(x)
@@ -602,7 +617,13 @@ class DTD(Analyzer):
         ``gates``, ``batch_size``, ``jit_compile``).
     """
 
-    def __init__(self, model, input_range=None, strict=False, **kwargs):
+    def __init__(
+        self,
+        model: keras.Model,
+        input_range: tuple[Any, Any] | Sequence[tuple[Any, Any]] | None = None,
+        strict: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, C.DeepTaylor(input_range, strict), input_range=input_range, **kwargs)
 
 
@@ -625,12 +646,12 @@ class LRP(Analyzer):
 
     def __init__(
         self,
-        model,
+        model: keras.Model,
         rule: rules.Rule | C.Composite = rules.Epsilon(),
         first_rule: rules.Rule | None = None,
         positive_output: bool = False,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         if isinstance(rule, C.Composite):
             if first_rule is not None:
                 raise ValueError("LRP: give either a composite or rule/first_rule, not both.")

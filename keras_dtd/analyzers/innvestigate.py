@@ -15,6 +15,7 @@ gradient pooling (``keras_dtd.DTD`` is the paper's w²/z^B + z⁺ instead).
 from __future__ import annotations
 
 import inspect
+from typing import Any, Literal
 
 import keras
 
@@ -265,7 +266,12 @@ class CompatAnalyzer:
         return self.analyzer.analyze(X, neuron_selection=mode)
 
 
-def create_analyzer(name: str, model, neuron_selection_mode: str = "max_activation", **kwargs):
+def create_analyzer(
+    name: str,
+    model: keras.Model,
+    neuron_selection_mode: Literal["max_activation", "index", "all"] = "max_activation",
+    **kwargs: Any,
+) -> CompatAnalyzer:
     """The analyzer iNNvestigate calls ``name``, with iNNvestigate's keyword arguments.
 
     Args:

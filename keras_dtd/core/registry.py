@@ -19,7 +19,13 @@ import keras
 
 from keras_dtd.core import linear_maps as M
 from keras_dtd.core.kinds import Kind
-from keras_dtd.core.tracing import APPLICATION_LAYERS, UnsupportedLayerError, constant_tensors, operation_name
+from keras_dtd.core.tracing import (
+    APPLICATION_LAYERS,
+    Node,
+    UnsupportedLayerError,
+    constant_tensors,
+    operation_name,
+)
 
 KL = keras.layers
 
@@ -387,9 +393,12 @@ def _check_attention(layer):
 
 
 def register_layer(
-    layer_class: type,
+    layer_class: type[keras.layers.Layer],
     kind: str,
-    linear_map: Callable | None = None,
+    linear_map: Callable[
+        [Node, keras.layers.BatchNormalization | None], M.LinearMap | tuple[M.LinearMap, M.LinearMap]
+    ]
+    | None = None,
     *,
     folds_batch_norm: bool = False,
     keeps_sign: bool = False,
@@ -450,7 +459,7 @@ def register_layer(
     _REGISTRY[layer_class] = LayerType(kind, linear_map, folds_batch_norm, keeps_sign, group)
 
 
-def unregister_layer(layer_class: type) -> None:
+def unregister_layer(layer_class: type[keras.layers.Layer]) -> None:
     """Forget a registration made with :func:`register_layer` (a built-in entry returns)."""
     _REGISTRY.pop(layer_class, None)
     if layer_class in _BUILT_IN:

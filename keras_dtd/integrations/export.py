@@ -17,11 +17,17 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
+if TYPE_CHECKING:  # for the annotation only: importing the analyzers here is not needed at run time
+    from keras_dtd.analyzers.analyzer import Analyzer
 
-def export(analyzer, export_dir, version: int = 1, overwrite: bool = False) -> str:
+
+def export(
+    analyzer: Analyzer, export_dir: str | os.PathLike, version: int = 1, overwrite: bool = False
+) -> str:
     """Write ``analyzer`` as a TensorFlow Serving SavedModel to ``export_dir/<version>``.
 
     Args:

@@ -1,0 +1,74 @@
+"""Every figure of the README and the documentation site, from models trained here on bundled data.
+
+    .venv/bin/python docs/figures.py            # writes docs/img/*.png (about 3 minutes on 2 cores)
+
+- ``front.png`` (README) and ``applications.png``: the demo's digits CNN (``keras_dtd.demo``,
+  scikit-learn's bundled 8×8 digits, 15 epochs): inputs, DTD maps (z^B for pixels in [0, 1], z⁺
+  above) and LRP-ε maps (ε = 0.01) of the predicted class for six test digits.
+- ``text_lstm.png``, ``text_bert.png``, ``vit.png``, ``training.png``: the figures that
+  ``examples/sentiment_lstm.py``, ``examples/transformer_text.py``, ``examples/vit_patches.py``
+  and ``examples/training_steps.py`` write with their default arguments.
+"""
+
+import importlib.util
+import os
+import pathlib
+import shutil
+import tempfile
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import keras_dtd  # noqa: E402
+from keras_dtd import DTD, LRP, datasets, demo, plot, rules  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "docs" / "img"
+EXAMPLES = {
+    "sentiment_lstm": ("sentiment_lstm.png", "text_lstm.png"),
+    "transformer_text": ("transformer_text.png", "text_bert.png"),
+    "vit_patches": ("vit_patches.png", "vit.png"),
+    "training_steps": ("training_steps.png", "training.png"),
+}
+
+
+def digits_figures():
+    """front.png and applications.png from the demo's CNN."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    (x, y), (x_test, _) = datasets.digits()
+    model = demo.train(demo.digit_cnn(x.shape[1:]), x, y, epochs=15, verbose=0)
+    shown = x_test[:6]
+    predicted = np.asarray(model.predict(shown, verbose=0)).argmax(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_dtd.ZeroRelevanceWarning)
+        dtd = DTD(model, input_range=(0.0, 1.0)).analyze(shown, neuron_selection=predicted)
+        epsilon = LRP(model, rules.Epsilon(0.01)).analyze(shown, neuron_selection=predicted)
+    titles = [f"input: {p}" for p in predicted] + ["DTD"] * 6 + ["LRP-ε"] * 6
+    for name in ("front.png", "applications.png"):
+        plot.grid(list(shown) + list(dtd) + list(epsilon), titles=titles, ncols=6, save=IMAGES / name)
+
+
+def example_figures():
+    for name, (written, saved) in EXAMPLES.items():
+        spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with tempfile.TemporaryDirectory() as out:
+            module.main(["--out", out])
+            shutil.copy(pathlib.Path(out) / written, IMAGES / saved)
+
+
+def main():
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    digits_figures()
+    example_figures()
+    for path in sorted(IMAGES.glob("*.png")):
+        print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
+
+
+if __name__ == "__main__":
+    main()
