@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_dtd
 from keras_dtd import DTD
 from keras_dtd.cli import main
 
@@ -168,3 +169,23 @@ def keras_dtd_version():
     import keras_dtd
 
     return keras_dtd.__version__
+
+
+def test_a_model_with_keras_dtds_constraint_loads_in_a_fresh_process(tmp_path):
+    """NonPositive biases (keras_dtd.NonPositive) in a saved model: the CLI registers the constraint
+    before loading, also in a process that imported nothing else of keras_dtd."""
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(2, bias_constraint=keras_dtd.NonPositive())]
+    )
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", np.ones((2, 4), "float32"))
+    script = os.path.join(os.path.dirname(sys.executable), "keras-dtd")
+    out = tmp_path / "r.npy"
+    result = subprocess.run(
+        [script, "explain", str(tmp_path / "m.keras"), str(tmp_path / "x.npy"), "--save-npy", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert np.load(out).shape == (2, 4)

@@ -106,7 +106,7 @@ def test_the_training_callback_follows_a_lora_adapter_as_it_trains():
     frozen = _base_kernel(model.layers[0]).copy()
     model.compile(keras.optimizers.Adam(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     with tempfile.TemporaryDirectory() as log_dir:
-        monitor = RelevanceMonitor(x[:4], log_dir)  # each sample's predicted class
+        monitor = RelevanceMonitor(x[:4], log_dir, method="deep_taylor")  # each sample's predicted class
         model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[monitor])
     np.testing.assert_array_equal(_base_kernel(model.layers[0]), frozen)
     maps = [monitor.history[step] for step in sorted(monitor.history)]

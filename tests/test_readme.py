@@ -1,4 +1,4 @@
-"""The README's code runs and does what it says."""
+"""The README's and the getting-started page's marked code blocks run and do what they say."""
 
 import pathlib
 import re
@@ -8,12 +8,13 @@ import numpy as np
 
 import keras_dtd
 
-README = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text() + (ROOT / "docs" / "index.md").read_text()
 
 
 def _block(marker):
     match = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", README, re.S)
-    assert match, f"README has no python block after <!-- {marker} -->"
+    assert match, f"README.md and docs/index.md have no python block after <!-- {marker} -->"
     return match.group(1)
 
 

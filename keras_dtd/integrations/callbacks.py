@@ -168,7 +168,7 @@ class RelevanceMonitor(keras.callbacks.Callback):
         target = explanation.target
         conservation = float(np.mean(np.abs(sums - target) / np.maximum(np.abs(target), 1e-12)))
         magnitude = np.abs(maps).sum()
-        negative = float(-maps[maps < 0].sum() / magnitude) if magnitude > 0 else 0.0
+        negative = float(np.abs(maps[maps < 0]).sum() / magnitude) if magnitude > 0 else 0.0  # never -0.0
         images = maps if maps.ndim >= 3 else maps.reshape(n, 1, -1)
         with self._writer.as_default(step=step):
             tf.summary.image("relevance/heatmaps", plot.grid_image(images, cmap=self.cmap)[None])

@@ -138,6 +138,8 @@ def _load_model(path):
         raise FileNotFoundError(f"model file '{path}' does not exist.")
     import keras
 
+    import keras_dtd.integrations.constraints  # noqa: F401  (registers NonPositive, which saved models may use)
+
     return keras.saving.load_model(path, compile=False)
 
 
