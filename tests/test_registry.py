@@ -139,3 +139,26 @@ def test_composite_groups_come_from_the_registry():
         L.DepthwiseConv1D, L.DepthwiseConv2D, L.SeparableConv1D, L.SeparableConv2D,
     }  # fmt: skip
     assert set(composites.CONVOLUTIONS) == expected
+
+
+def test_a_layer_registered_in_a_group_gets_the_groups_rule_in_composites():
+    """register_layer(..., group="dense"): composites' DENSE selector (zennit's EpsilonPlus: ε on
+    Dense, z⁺ on convolutions) picks the class up, so the maps are those of the Dense twin; without
+    the group it is a kernel layer of no group, for which EpsilonPlus has no rule."""
+    rng = np.random.default_rng(5)
+    model, twin = _pair(rng)
+    x = rng.uniform(-1, 1, (4, 6))
+    keras_dtd.register_layer(Projection, Kind.KERNEL, _projection_map, folds_batch_norm=True, group="dense")
+    try:
+        assert keras_dtd.composites.DENSE == composites.DENSE and Projection not in composites.DENSE
+        np.testing.assert_allclose(
+            _quiet(LRP(model, composites.EpsilonPlus()).analyze, x),
+            _quiet(LRP(twin, composites.EpsilonPlus()).analyze, x),
+            rtol=1e-12,
+            atol=1e-15,
+        )
+        keras_dtd.register_layer(Projection, Kind.KERNEL, _projection_map, folds_batch_norm=True)
+        with pytest.raises(keras_dtd.UnsupportedLayerError, match="has no rule"):
+            LRP(model, composites.EpsilonPlus())
+    finally:
+        keras_dtd.unregister_layer(Projection)

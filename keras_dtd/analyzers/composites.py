@@ -47,8 +47,21 @@ _DEFAULTS = {
     Kind.STRIPPED: rules.PassThrough(),
     Kind.MASK: rules.NoRelevance(),
 }
-DENSE = registry.layer_classes("dense")
-CONVOLUTIONS = registry.layer_classes("convolution")
+
+
+class LayerGroup(tuple):
+    """A group of layer classes, as zennit's ``types``: the registry group's built-in classes
+    (a tuple of them), and as a selector also every class registered with
+    ``register_layer(..., group=name)``, when the composite is applied."""
+
+    def __new__(cls, name):
+        group = super().__new__(cls, registry.layer_classes(name))
+        group.name = name
+        return group
+
+
+DENSE = LayerGroup("dense")
+CONVOLUTIONS = LayerGroup("convolution")
 
 
 def _check_map(name, mapping):
@@ -71,6 +84,8 @@ def _check_map(name, mapping):
 def _matches(selector, node) -> bool:
     if isinstance(selector, str):
         return node.kind == selector
+    if isinstance(selector, LayerGroup):
+        return registry.in_group(node.layer, selector.name)
     return isinstance(node.layer, selector)
 
 

@@ -472,9 +472,12 @@ def layer_classes(group: str) -> tuple[type, ...]:
 
 
 def in_group(layer, group: str) -> bool:
-    """Whether a layer's entry puts it in ``group``."""
-    entry = lookup(layer)
-    return entry is not None and entry.group == group
+    """Whether a layer is in ``group``: an instance of the group's built-in classes, or of a class
+    registered with ``register_layer(..., group=group)`` (the most specific registration)."""
+    if isinstance(layer, layer_classes(group)):
+        return True
+    registered = next((c for c in type(layer).__mro__ if c in _REGISTRY and c not in _BUILT_IN), None)
+    return registered is not None and _REGISTRY[registered].group == group
 
 
 def lookup(layer, n_tensor_inputs=1, arguments=None) -> LayerType | None:
