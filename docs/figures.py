@@ -2,9 +2,12 @@
 
     .venv/bin/python docs/figures.py            # writes docs/img/*.png (about 3 minutes on 2 cores)
 
-- ``front.png`` (README) and ``applications.png``: the demo's digits CNN (``keras_dtd.demo``,
-  scikit-learn's bundled 8×8 digits, 15 epochs): inputs, DTD maps (z^B for pixels in [0, 1], z⁺
-  above) and LRP-ε maps (ε = 0.01) of the predicted class for six test digits.
+- ``front.png`` (README): the demo's digits CNN (``keras_dtd.demo``, scikit-learn's bundled 8×8
+  digits, 15 epochs): inputs, DTD maps (z^B for pixels in [0, 1], z⁺ above) and LRP-ε maps
+  (ε = 0.01) of the predicted class for six test digits.
+- ``applications.png``: ``keras.applications.MobileNetV2`` (α = 0.35, ``weights=None``) trained
+  here on the digits scaled to 32×32×3 (15 epochs; BatchNormalization momentum 0.9 for so few
+  steps): the same six digits, their DTD and LRP-ε maps (summed over the colour channels).
 - ``serving.png``, ``beam.png``, ``custom_layers.png``: the same CNN's DTD maps as the exported
   SavedModel's ``serving_default`` signature returns them, as ``keras_dtd.beam.explain_dataset``
   writes them (DirectRunner), and for a variant with a custom layer (traced from its call).
@@ -50,10 +53,37 @@ def digits_figures():
         dtd = DTD(model, input_range=(0.0, 1.0)).analyze(shown, neuron_selection=predicted)
         epsilon = LRP(model, rules.Epsilon(0.01)).analyze(shown, neuron_selection=predicted)
     titles = [f"input: {p}" for p in predicted] + ["DTD"] * 6 + ["LRP-ε"] * 6
-    for name in ("front.png", "applications.png"):
-        plot.grid(list(shown) + list(dtd) + list(epsilon), titles=titles, ncols=6, save=IMAGES / name)
+    plot.grid(list(shown) + list(dtd) + list(epsilon), titles=titles, ncols=6, save=IMAGES / "front.png")
     integration_figures(model, shown, predicted)
+    applications_figure(x, y, shown)
     custom_layer_figure(x, y, shown)
+
+
+def applications_figure(x, y, shown):
+    """applications.png: a keras.applications MobileNetV2 trained on the digits, explained."""
+    keras.utils.set_random_seed(0)
+
+    def scaled(a):  # 8×8×1 → 32×32×3, each pixel a 4×4 block
+        return np.repeat(np.repeat(np.repeat(a, 4, axis=1), 4, axis=2), 3, axis=3)
+
+    model = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10, classifier_activation=None
+    )
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    model.compile(keras.optimizers.Adam(2e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(scaled(x), y, epochs=15, batch_size=32, verbose=0)
+    images = scaled(shown)
+    predicted = np.asarray(model.predict(images, verbose=0)).argmax(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", keras_dtd.ZeroRelevanceWarning)
+        warnings.simplefilter("ignore", keras_dtd.NonReLUWarning)
+        dtd = DTD(model, input_range=(0.0, 1.0)).analyze(images, neuron_selection=predicted)
+        epsilon = LRP(model, rules.Epsilon(0.01)).analyze(images, neuron_selection=predicted)
+    maps = [m.sum(axis=-1, keepdims=True) for m in (*dtd, *epsilon)]
+    titles = [f"MobileNetV2: {p}" for p in predicted] + ["DTD"] * 6 + ["LRP-ε"] * 6
+    plot.grid(list(images[..., :1]) + maps, titles=titles, ncols=6, save=IMAGES / "applications.png")
 
 
 def integration_figures(model, shown, predicted):
