@@ -389,3 +389,23 @@ def test_keras_hub_is_installed_without_a_second_tensorflow():
     installed = {d.metadata["Name"].lower().replace("_", "-") for d in metadata.distributions()}
     assert "keras-hub" in installed and "tensorflow-text" not in installed
     assert len(installed & {"tensorflow", "tensorflow-cpu", "tensorflow-gpu"}) == 1
+
+
+def test_a_float32_input_feeding_float64_layers_is_cast_as_keras_casts_it():
+    """KerasHub's ViT built in float64 keeps a float32 image Input (floatx): the layers cast their
+    inputs, and so do their maps; before, the first convolution failed with a raw dtype error."""
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(16, 16, 3), patch_size=4, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
+        dtype=F64,
+    )  # fmt: skip
+    model = _randomized(
+        keras_hub.models.ViTImageClassifier(backbone, num_classes=4, preprocessor=None, dtype=F64)
+    )
+    assert model.inputs[0].dtype == "float32"
+    x = {"images": np.random.default_rng(0).random((3, 16, 16, 3)).astype("float32")}
+    analyzer = LRP(model, composites.AttnLRP())
+    expected = np.asarray(model(x))
+    out = analyzer.forward([tf.constant(x["images"])]).output
+    np.testing.assert_allclose(out, expected, atol=1e-12 * np.abs(expected).max(), rtol=0)
+    maps = analyzer.analyze(x)["images"]
+    assert maps.shape == x["images"].shape and np.all(np.isfinite(maps)) and np.abs(maps).max() > 0

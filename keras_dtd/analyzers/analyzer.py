@@ -548,6 +548,8 @@ class Analyzer:
         calls = []
         for k, node in enumerate(graph.nodes):
             args = [values[i] for i in node.inputs]
+            if node.linear_map is not None:
+                args = _in_compute_dtype(node.layer, args)
             parameters = None if node.linear_map is None else node.linear_map.parameters(args)
             tape = None
             if tapes and node_rules and node_rules[k].needs_vjp(node):
@@ -588,6 +590,15 @@ def _vjp(tape, inputs, outputs):
         return tape.gradient(outputs, inputs, output_gradients=cotangents)
 
     return vjp
+
+
+def _in_compute_dtype(layer, args):
+    """Float inputs in the layer's compute dtype, as Keras casts them when the layer is called (a
+    float32 Input feeding float64 layers, say), so its map and rules compute in one dtype."""
+    dtype = getattr(layer, "compute_dtype", None)
+    if dtype is None:
+        return args
+    return [tf.cast(a, dtype) if a.dtype.is_floating and a.dtype != dtype else a for a in args]
 
 
 def _as(r, value):
