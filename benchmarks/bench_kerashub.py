@@ -1,6 +1,6 @@
 """AttnLRP and CP-LRP on KerasHub models against a plain gradient of the same model, in one
 process: build (analyzer construction and first call) against the gradient's first call,
-per-call medians of interleaved pairs and the median ratio (as bench_attention.py).
+per-call medians of interleaved pairs and the median ratio (bench_recurrent.against_gradient).
 
 Models (random weights, built offline): a ``BertTextClassifier`` with 4 layers, hidden size 256,
 4 heads, intermediate size 1024, 128 tokens, batch 8 (the gradient: of the top logit at the
@@ -13,8 +13,6 @@ BERT is benchmarks/lxt_bert.py's, run in its own environment.
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -22,6 +20,7 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_recurrent import against_gradient  # noqa: E402
 
 import keras_dtd  # noqa: E402
 from keras_dtd import composites  # noqa: E402
@@ -44,16 +43,19 @@ def bert(layers, width, length, batch):
     inputs = backbone.input
     rest = keras.Model([embedding.output, inputs["padding_mask"], inputs["segment_ids"]], backbone.output)
 
-    @tf.function
-    def gradient(x):
-        e = embedding(x["token_ids"])
-        with tf.GradientTape() as tape:
-            tape.watch(e)
-            pooled = rest([e, x["padding_mask"], x["segment_ids"]], training=False)["pooled_output"]
-            top = tf.reduce_max(model.output_dense(pooled), axis=-1)
-        return tape.gradient(top, e)
+    def make_gradient(model):
+        @tf.function
+        def gradient(x):
+            e = embedding(x["token_ids"])
+            with tf.GradientTape() as tape:
+                tape.watch(e)
+                pooled = rest([e, x["padding_mask"], x["segment_ids"]], training=False)["pooled_output"]
+                top = tf.reduce_max(model.output_dense(pooled), axis=-1)
+            return tape.gradient(top, e)
 
-    return model, x, gradient
+        return gradient
+
+    return model, x, make_gradient
 
 
 def vit(layers, width, size, batch):
@@ -65,41 +67,18 @@ def vit(layers, width, size, batch):
     model = keras_hub.models.ViTImageClassifier(backbone, num_classes=10, preprocessor=None)
     x = {"images": np.random.default_rng(0).random((batch, size, size, 3)).astype("float32")}
 
-    @tf.function
-    def gradient(x):
-        images = x["images"]
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            top = tf.reduce_max(model(images, training=False), axis=-1)
-        return tape.gradient(top, images)
+    def make_gradient(model):
+        @tf.function
+        def gradient(x):
+            images = x["images"]
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                top = tf.reduce_max(model(images, training=False), axis=-1)
+            return tape.gradient(top, images)
 
-    return model, x, gradient
+        return gradient
 
-
-def first_call(gradient, x):
-    """Seconds of the gradient's first call (its trace included)."""
-    start = time.perf_counter()
-    gradient({k: tf.constant(v) for k, v in x.items()}).numpy()
-    return time.perf_counter() - start
-
-
-def against_gradient(x, gradient, make_analyzer, repeats):
-    """(build s, analyzer ms, gradient ms, median ratio)."""
-    tensors = {k: tf.constant(v) for k, v in x.items()}
-    start = time.perf_counter()
-    analyzer = make_analyzer()
-    analyzer.analyze(x)
-    build = time.perf_counter() - start
-    pairs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        analyzer.analyze(x)
-        t1 = time.perf_counter()
-        gradient(tensors).numpy()
-        pairs.append((t1 - t0, time.perf_counter() - t1))
-    ours = statistics.median(p[0] for p in pairs) * 1e3
-    theirs = statistics.median(p[1] for p in pairs) * 1e3
-    return build, ours, theirs, statistics.median(p[0] / p[1] for p in pairs)
+    return model, x, make_gradient
 
 
 def main():
@@ -120,17 +99,17 @@ def main():
     columns += ["gradient ms/batch", "ratio"]
     print("| " + " | ".join(columns) + " |")
     print("|---" * len(columns) + "|")
-    for name, (model, x, gradient) in (
+    for name, (model, x, make_gradient) in (
         (f"BERT, {args.length} tokens", bert(args.layers, args.width, args.length, args.batch)),
         (f"ViT, {args.size}×{args.size}", vit(args.layers, args.width, args.size, args.batch)),
     ):
-        first = first_call(gradient, x)
         for method, composite in (("AttnLRP", composites.AttnLRP), ("CP-LRP", composites.CPLRP)):
-            build, ours, theirs, ratio = against_gradient(
+            build, first, ours, theirs, ratio = against_gradient(
+                model,
                 x,
-                gradient,
                 lambda c=composite: keras_dtd.LRP(model, c(), batch_size=args.batch),
                 args.repeats,
+                make_gradient,
             )
             print(
                 f"| {name} | {method} | {build:.2f} | {first:.2f} | {build / first:.1f}× | {ours:.0f} | "
