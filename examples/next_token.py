@@ -15,14 +15,12 @@ Written: ``next_token.png``, a few sequences coloured by their AttnLRP relevance
 """
 
 import argparse
-import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
-import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_dtd import LRP, InputTimesGradient, composites, plot  # noqa: E402
@@ -84,25 +82,19 @@ def main(argv=None):
         print(f"{name}: pointing game (the copied token most relevant) {value:.2f}")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "next_token.png")
-    _text_grid(x_test["token_ids"][:5], maps["AttnLRP"][:5], path)
+    tokens = x_test["token_ids"][:5]
+    plot.text_rows(
+        [[_word(i) for i in ids] for ids in tokens],
+        maps["AttnLRP"][:5],
+        [f"next token w{ids[0]}? (AttnLRP)" for ids in tokens],
+        save=path,
+    )
     print(f"wrote {path}")
     return {"accuracy": accuracy, "pointing_game": pointing, "figure": path}
 
 
 def _word(i):
     return {SEPARATOR: "|", COPY: "copy:"}.get(int(i), f"w{int(i)}")
-
-
-def _text_grid(tokens, relevance, path):
-    rows = []
-    for ids, r in zip(tokens, relevance):
-        figure = plot.text([_word(i) for i in ids], r, title=f"next token w{ids[0]}? (AttnLRP)")
-        rows.append(mpimg.imread(io.BytesIO(plot.to_png(figure)), format="png"))
-    width = max(row.shape[1] for row in rows)
-    stacked = np.concatenate(
-        [np.pad(row, [(0, 0), (0, width - row.shape[1]), (0, 0)], constant_values=1) for row in rows]
-    )
-    mpimg.imsave(path, stacked)
 
 
 if __name__ == "__main__":

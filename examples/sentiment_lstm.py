@@ -15,14 +15,12 @@ few test sentences coloured by their relevance (red for, blue against the predic
 """
 
 import argparse
-import io
 import os
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_dtd  # noqa: E402
@@ -119,24 +117,15 @@ def main(argv=None):
         print(f"token deletion AOPC (4 steps, most relevant first), {name}: {value:.3f}")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "sentiment_lstm.png")
-    _text_grid(x_test[:6], maps["LRP-ε (Arras et al.)"][:6], predicted[:6], path)
+    keep = [ids != 0 for ids in x_test[:6]]  # the words, without the padding
+    plot.text_rows(
+        [[VOCABULARY[i] for i in ids[k]] for ids, k in zip(x_test, keep)],
+        [r[k] for r, k in zip(maps["LRP-ε (Arras et al.)"], keep)],
+        [f"predicted {'positive' if label else 'negative'}" for label in predicted[:6]],
+        save=path,
+    )
     print(f"wrote {path}")
     return {"accuracy": accuracy, "planted_share": shares, "aopc": aopc, "figure": path}
-
-
-def _text_grid(tokens, relevance, predicted, path):
-    """One text heatmap per sentence, stacked into one PNG."""
-    rows = []
-    for ids, r, label in zip(tokens, relevance, predicted):
-        keep = ids != 0
-        words = [VOCABULARY[i] for i in ids[keep]]
-        figure = plot.text(words, r[keep], title=f"predicted {'positive' if label else 'negative'}")
-        rows.append(mpimg.imread(io.BytesIO(plot.to_png(figure)), format="png"))
-    width = max(row.shape[1] for row in rows)
-    stacked = np.concatenate(
-        [np.pad(row, [(0, 0), (0, width - row.shape[1]), (0, 0)], constant_values=1) for row in rows]
-    )
-    mpimg.imsave(path, stacked)
 
 
 if __name__ == "__main__":

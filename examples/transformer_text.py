@@ -17,14 +17,12 @@ a few sequences coloured by their AttnLRP relevance.
 """
 
 import argparse
-import io
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
-import matplotlib.image as mpimg  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_dtd import LRP, InputTimesGradient, composites, metrics, plot  # noqa: E402
@@ -128,27 +126,19 @@ def main(argv=None):
         print(f"{name}: pointing game {pointing[name]:.2f}, token deletion AOPC (4 steps) {aopc[name]:.3f}")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "transformer_text.png")
-    _text_grid(x_test[:6], maps["AttnLRP"][:6], predicted[:6], path)
+    keep = [ids != 0 for ids in x_test[:6]]  # the tokens, without the padding
+    plot.text_rows(
+        [[_word(i) for i in ids[k]] for ids, k in zip(x_test, keep)],
+        [r[k] for r, k in zip(maps["AttnLRP"], keep)],
+        [f"predicted {label} (AttnLRP)" for label in predicted[:6]],
+        save=path,
+    )
     print(f"wrote {path}")
     return {"accuracy": accuracy, "pointing_game": pointing, "aopc": aopc, "figure": path}
 
 
 def _word(i):
     return {CLASS_TOKEN: "[CLS]", KEY: "KEY"}.get(int(i), f"w{int(i)}")
-
-
-def _text_grid(tokens, relevance, predicted, path):
-    """One text heatmap per sequence, stacked into one PNG."""
-    rows = []
-    for ids, r, label in zip(tokens, relevance, predicted):
-        keep = ids != 0
-        figure = plot.text([_word(i) for i in ids[keep]], r[keep], title=f"predicted {label} (AttnLRP)")
-        rows.append(mpimg.imread(io.BytesIO(plot.to_png(figure)), format="png"))
-    width = max(row.shape[1] for row in rows)
-    stacked = np.concatenate(
-        [np.pad(row, [(0, 0), (0, width - row.shape[1]), (0, 0)], constant_values=1) for row in rows]
-    )
-    mpimg.imsave(path, stacked)
 
 
 if __name__ == "__main__":

@@ -113,3 +113,15 @@ def test_text_colours_words_by_the_sign_of_their_relevance(tmp_path):
     assert (tmp_path / "text.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="one relevance value per word"):
         plot.text(["a", "b"], [1.0])
+
+
+def test_text_rows_stack_one_text_heatmap_per_sentence(tmp_path):
+    sentences, relevance = [["good", "film"], ["a", "very", "bad", "one"]], [[1.0, 0.0], [0, 0, -1.0, 0]]
+    rows = [_pixels(plot.text(w, r, title=t)) for w, r, t in zip(sentences, relevance, ["pos", "neg"])]
+    stacked = plot.text_rows(sentences, relevance, ["pos", "neg"], save=tmp_path / "rows.png")
+    assert stacked.shape[0] == sum(r.shape[0] for r in rows)  # the rows one below the other
+    assert stacked.shape[1] == max(r.shape[1] for r in rows)
+    np.testing.assert_allclose(stacked[: rows[0].shape[0], : rows[0].shape[1], :3], rows[0], atol=1e-2)
+    assert (tmp_path / "rows.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="as many sentences"):
+        plot.text_rows(sentences, relevance[:1])

@@ -182,6 +182,31 @@ def text(words, r, cmap="bwr", title=None, width=8.0, per_line=None, save=None) 
     return _finish(fig, save)
 
 
+def text_rows(sentences, relevance, titles=None, save=None, **text_options) -> np.ndarray:
+    """Several :func:`text` heatmaps, one per sentence (a list of words with one relevance
+    value each), stacked into one RGBA float image (white where a row is narrower); written
+    as a PNG to ``save`` if given. ``text_options``: ``cmap``, ``width``, ``per_line``."""
+    from matplotlib import image
+
+    titles = titles if titles is not None else [None] * len(sentences)
+    if not (len(sentences) == len(relevance) == len(titles)) or not sentences:
+        raise ValueError(
+            f"text_rows needs as many sentences, relevance rows and titles, at least one; received "
+            f"{len(sentences)}, {len(relevance)} and {len(titles)}."
+        )
+    rows = [
+        image.imread(io.BytesIO(to_png(text(words, r, title=title, **text_options))), format="png")
+        for words, r, title in zip(sentences, relevance, titles)
+    ]
+    width = max(row.shape[1] for row in rows)
+    stacked = np.concatenate(
+        [np.pad(row, [(0, 0), (0, width - row.shape[1]), (0, 0)], constant_values=1) for row in rows]
+    )
+    if save is not None:
+        image.imsave(save, stacked)
+    return stacked
+
+
 def grid_image(relevance, cmap="bwr", ncols=8, scale=8, gap=2) -> np.ndarray:
     """The maps as one RGB uint8 image (no matplotlib figure: fast enough to log each step).
     Each map has its own symmetric colour scale; cells are enlarged ``scale`` times."""
