@@ -27,10 +27,14 @@ T = 7  # tokens per sequence in these tests
 
 @pytest.fixture
 def float64():
-    """Keras inputs default to float64 (KerasHub's image inputs follow floatx)."""
+    """Keras inputs default to float64 (KerasHub's image inputs follow floatx). Keras keeps the
+    global dtype policy it derives from floatx on first use, so it is restored too: otherwise
+    every later test's layers would be float64."""
+    policy = keras.config.dtype_policy()
     keras.config.set_floatx(F64)
     yield
     keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy(policy)
 
 
 def _stab(y):
