@@ -547,9 +547,7 @@ class Analyzer:
         integer_inputs = {i for i, x in zip(graph.inputs, inputs) if not x.dtype.is_floating}
         calls = []
         for k, node in enumerate(graph.nodes):
-            args = [values[i] for i in node.inputs]
-            if node.linear_map is not None:
-                args = _in_compute_dtype(node.layer, args)
+            args = _in_compute_dtype(node.layer, [values[i] for i in node.inputs])
             parameters = None if node.linear_map is None else node.linear_map.parameters(args)
             tape = None
             if tapes and node_rules and node_rules[k].needs_vjp(node):
@@ -594,7 +592,8 @@ def _vjp(tape, inputs, outputs):
 
 def _in_compute_dtype(layer, args):
     """Float inputs in the layer's compute dtype, as Keras casts them when the layer is called (a
-    float32 Input feeding float64 layers, say), so its map and rules compute in one dtype."""
+    float32 Input feeding float64 layers, a float32 softmax in a float64 model), so its map and
+    rules compute in one dtype."""
     dtype = getattr(layer, "compute_dtype", None)
     if dtype is None:
         return args

@@ -142,7 +142,6 @@ class Softmax(Rule):
     def relevance(self, call, relevance):
         (r,) = relevance
         s, (p,) = call.inputs[0], call.outputs
-        r, p = tf.cast(r, s.dtype), tf.cast(p, s.dtype)  # a softmax layer may compute in its own dtype
         axis = getattr(call.node.layer, "axis", -1)
         r_s = s * (r - p * tf.reduce_sum(r, axis=axis, keepdims=True))
         return [r_s] + [None] * (len(call.inputs) - 1)
